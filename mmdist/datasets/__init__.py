@@ -1,0 +1,7 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+from .synthetic import (SHAPE_CLASSES, cityscapes_shapes_classes, make_cityscapes_shapes,
+                        make_coco_shapes)
+
+__all__ = [
+    'SHAPE_CLASSES', 'cityscapes_shapes_classes', 'make_cityscapes_shapes', 'make_coco_shapes'
+]

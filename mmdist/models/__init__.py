@@ -1,0 +1,4 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+from .distillers import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403

@@ -1,0 +1,6 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+from .base_distiller import BaseDistiller
+from .detection_distiller import DetectionDistiller
+from .feature_mimic import FeatureMimic
+
+__all__ = ['BaseDistiller', 'DetectionDistiller', 'FeatureMimic']

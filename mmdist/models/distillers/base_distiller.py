@@ -1,0 +1,95 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""What every mmdist distiller shares: a trainable student and a frozen, hidden teacher."""
+from typing import Dict, List, Optional, Union
+
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mmdist.registry import MODELS
+from ..utils.input_adapter import TeacherInputAdapter, img_shapes_of
+from ..utils.teacher import ConfigSource, build_teacher
+
+
+def _pad_divisor(preprocessor: nn.Module) -> Optional[int]:
+    return getattr(preprocessor, 'pad_size_divisor', None) or getattr(
+        preprocessor, 'size_divisor', None)
+
+
+class BaseDistiller(BaseModel):
+    """A student model (trained, saved, used for prediction) plus a frozen teacher.
+
+    The teacher is kept out of the module tree: it is not in ``parameters()`` (so never
+    handed to the optimizer or DDP), not in ``state_dict()`` (so not in checkpoints), and
+    always in eval mode; device and dtype moves (``.to()``, ``.cuda()``) still apply to it.
+    The distiller's data preprocessor is the student's; the teacher gets the same batch
+    renormalised by :class:`TeacherInputAdapter`.
+
+    Args:
+        student: config of the student model (e.g. ``{{_base_.model}}``).
+        teacher_cfg: teacher config path, ``pkg::`` path or dict.
+        teacher_ckpt: teacher checkpoint path or URL (loaded onto CPU).
+        teacher_cfg_options: overrides of the teacher config.
+        teacher_strict: error on missing/unexpected checkpoint keys when True.
+        init_cfg: mmengine init config of the distiller's own modules.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher_cfg: ConfigSource,
+                 teacher_ckpt: Optional[str],
+                 teacher_cfg_options: Optional[dict] = None,
+                 teacher_strict: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        student_model = MODELS.build(student)
+        super().__init__(data_preprocessor=student_model.data_preprocessor, init_cfg=init_cfg)
+        self.student = student_model
+        teacher = build_teacher(teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict)
+        # A plain attribute, not a registered submodule (see the class docstring).
+        object.__setattr__(self, 'teacher', teacher)
+        self._check_padding()
+        self.teacher_input_adapter = TeacherInputAdapter(student_model.data_preprocessor,
+                                                         teacher.data_preprocessor)
+
+    def _check_padding(self) -> None:
+        student_div = _pad_divisor(self.student.data_preprocessor)
+        teacher_div = _pad_divisor(self.teacher.data_preprocessor)
+        if teacher_div and student_div and student_div % teacher_div:
+            raise ValueError(
+                'teacher_cfg: the teacher pads batches to multiples of '
+                f'{teacher_div} but the student (model.student.data_preprocessor) to '
+                f'multiples of {student_div}; both networks see the student\'s padded batch, '
+                'so the student divisor must be a multiple of the teacher\'s')
+
+    # ----------------------------------------------------------------- teacher handling
+    def train(self, mode: bool = True) -> 'BaseDistiller':
+        """Set the student's mode; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.train(False)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        """Apply device/dtype moves to the hidden teacher as well."""
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def teacher_inputs(self, inputs: Tensor, data_samples: Optional[List]) -> Tensor:
+        """The student's batch in the teacher's normalisation (same padding)."""
+        return self.teacher_input_adapter(inputs, img_shapes_of(data_samples))
+
+    # ----------------------------------------------------------------- forward modes
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[List] = None,
+                mode: str = 'tensor') -> Union[Dict[str, Tensor], List, Tensor]:
+        """``'loss'``: student losses + distillation losses; ``'predict'`` and
+        ``'tensor'``: the student alone, exactly as the plain mmdet/mmseg model."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode in ('predict', 'tensor'):
+            return self.student(inputs, data_samples, mode)
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, predict and tensor mode')
+
+    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Student losses plus ``loss_dist_*`` terms; implemented per task."""
+        raise NotImplementedError

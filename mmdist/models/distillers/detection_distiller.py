@@ -1,0 +1,207 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""DIST for mmdet 3.x detectors: dense one-stage heads and two-stage RoI heads."""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmdet.models.dense_heads import ATSSHead, FCOSHead, GFLHead, RetinaHead
+from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+from torch import Tensor, nn
+
+from mmdist.registry import MODELS
+from ..utils.dense import dense_to_rows
+from ..utils.recorder import record_calls
+from ..utils.teacher import ConfigSource
+from .base_distiller import BaseDistiller
+from .feature_mimic import FeatureMimic
+
+#: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
+#: whose classifier is laid out anchor-major, as mmdet's ``loss_by_feat`` reads it.
+SUPPORTED_DENSE_HEADS = (RetinaHead, FCOSHead, ATSSHead, GFLHead)
+
+
+def _names(classes) -> str:
+    return ', '.join(cls.__name__ for cls in classes)
+
+
+@MODELS.register_module()
+class DetectionDistiller(BaseDistiller):
+    """Distil an mmdet detector into another (``type='mmdist.DetectionDistiller'``).
+
+    Dense one-stage students (RetinaNet, FCOS, ATSS, GFL): ``loss_cls`` compares the
+    per-level class logits of student and teacher, reshaped anchor-major to
+    (N*H*W*A, C); rows in the batch padding are left out; one term per FPN level,
+    summed into ``loss_dist_cls``.
+
+    Two-stage students (``StandardRoIHead``, e.g. Faster R-CNN): the teacher's box head
+    (the first stage of a cascade) classifies exactly the student's sampled RoIs on the
+    teacher's own features; ``loss_cls`` compares the (R, C+1) RoI logits (softmax).
+
+    Optional ``mimic``: MSE between FPN levels through 1x1 conv connectors
+    (``loss_dist_mimic``).
+
+    Args:
+        student: student detector config (e.g. ``{{_base_.model}}``).
+        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict: see
+            :class:`BaseDistiller`.
+        loss_cls: distillation loss on the class logits, e.g.
+            ``dict(type='mmdist.DISTLoss', activation='sigmoid')``.
+        mimic: ``None`` or kwargs of :class:`FeatureMimic` (e.g. ``dict(loss_weight=1.)``).
+        init_cfg: init config of the distiller's own modules.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher_cfg: ConfigSource,
+                 teacher_ckpt: Optional[str],
+                 loss_cls: dict,
+                 mimic: Optional[dict] = None,
+                 teacher_cfg_options: Optional[dict] = None,
+                 teacher_strict: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
+                         teacher_strict, init_cfg)
+        self.two_stage = self._check_heads()
+        self.loss_cls = MODELS.build(loss_cls)
+        self._check_cls_activation()
+        self.mimic = None
+        if mimic is not None:
+            s_channels, s_levels = self._neck_outputs(self.student, 'model.student.neck')
+            t_channels, t_levels = self._neck_outputs(self.teacher, 'teacher_cfg model.neck')
+            self._check_equal('FPN levels', s_levels, t_levels, 'model.student.neck.num_outs')
+            self.mimic = FeatureMimic(s_channels, t_channels, num_levels=s_levels, **mimic)
+
+    # ----------------------------------------------------------------- build-time checks
+    def _check_heads(self) -> bool:
+        """Validate the student/teacher head pair; True for two-stage (RoI) distillation."""
+        student, teacher = self.student, self.teacher
+        s_roi = getattr(student, 'roi_head', None)
+        s_dense = getattr(student, 'bbox_head', None)
+        if s_roi is not None:
+            if not isinstance(s_roi, StandardRoIHead):
+                raise TypeError(f'model.student.roi_head: {type(s_roi).__name__} is not '
+                                'supported; two-stage students need a StandardRoIHead')
+            t_roi = getattr(teacher, 'roi_head', None)
+            if not isinstance(t_roi, (StandardRoIHead, CascadeRoIHead)):
+                kind = type(t_roi).__name__ if t_roi is not None else 'no roi_head'
+                raise TypeError('teacher_cfg: a two-stage student needs a teacher with a '
+                                f'StandardRoIHead or CascadeRoIHead, got {kind}')
+            t_box = t_roi.bbox_head[0] if isinstance(t_roi, CascadeRoIHead) else t_roi.bbox_head
+            self._check_equal('num_classes', s_roi.bbox_head.num_classes, t_box.num_classes,
+                              'model.student.roi_head.bbox_head.num_classes')
+            for name, box in (('model.student.roi_head.bbox_head', s_roi.bbox_head),
+                              ('teacher_cfg model.roi_head.bbox_head', t_box)):
+                if getattr(box.loss_cls, 'use_sigmoid', False):
+                    raise ValueError(f'{name}.loss_cls: RoI distillation compares softmax '
+                                     'scores over C+1 classes; sigmoid box heads are not '
+                                     'supported')
+                if box.custom_cls_channels:
+                    raise ValueError(f'{name}.loss_cls: custom class channels are not supported')
+            return True
+        if not isinstance(s_dense, SUPPORTED_DENSE_HEADS):
+            kind = type(s_dense).__name__ if s_dense is not None else 'no bbox_head/roi_head'
+            raise TypeError(f'model.student: head {kind} is not supported; supported dense '
+                            f'heads: {_names(SUPPORTED_DENSE_HEADS)}, or a StandardRoIHead')
+        t_dense = getattr(teacher, 'bbox_head', None)
+        if not isinstance(t_dense, SUPPORTED_DENSE_HEADS) or hasattr(teacher, 'roi_head'):
+            kind = type(t_dense).__name__ if t_dense is not None else 'no bbox_head'
+            raise TypeError(f'teacher_cfg: a {type(s_dense).__name__} student needs a dense '
+                            f'teacher head ({_names(SUPPORTED_DENSE_HEADS)}), got {kind}')
+        s_gen, t_gen = s_dense.prior_generator, t_dense.prior_generator
+        self._check_equal('num_classes', s_dense.num_classes, t_dense.num_classes,
+                          'model.student.bbox_head.num_classes')
+        self._check_equal('class channels (use_sigmoid)', s_dense.cls_out_channels,
+                          t_dense.cls_out_channels, 'model.student.bbox_head.loss_cls.use_sigmoid')
+        self._check_equal('number of FPN levels', s_gen.num_levels, t_gen.num_levels,
+                          'model.student.bbox_head.prior_generator.strides')
+        self._check_equal('strides', [tuple(s) for s in s_gen.strides],
+                          [tuple(s) for s in t_gen.strides],
+                          'model.student.bbox_head.prior_generator.strides')
+        self._check_equal('anchors per location', list(s_gen.num_base_priors),
+                          list(t_gen.num_base_priors),
+                          'model.student.bbox_head.anchor_generator')
+        return False
+
+    @staticmethod
+    def _check_equal(what: str, student_value, teacher_value, key: str) -> None:
+        if student_value != teacher_value:
+            raise ValueError(f'{key}: student and teacher differ in {what}: '
+                             f'student {student_value!r} vs teacher {teacher_value!r}')
+
+    def _check_cls_activation(self) -> None:
+        """The distillation activation must be the one the student's classifier uses."""
+        if self.two_stage:
+            expected, key = 'softmax', 'model.student.roi_head.bbox_head.loss_cls'
+        else:
+            sigmoid = self.student.bbox_head.use_sigmoid_cls
+            expected, key = ('sigmoid' if sigmoid else 'softmax'), 'model.student.bbox_head.loss_cls'
+        activation = getattr(self.loss_cls, 'activation', expected)
+        if activation != expected:
+            raise ValueError(f'model.loss_cls.activation: the student classifies with '
+                             f'{expected} ({key}), got activation={activation!r}')
+
+    @staticmethod
+    def _neck_outputs(detector: nn.Module, key: str) -> Tuple[int, int]:
+        """(channels, levels) of an FPN-like neck."""
+        neck = getattr(detector, 'neck', None)
+        if neck is None or not hasattr(neck, 'out_channels') or not hasattr(neck, 'num_outs'):
+            raise ValueError(f'model.mimic: {key} must be an FPN-like neck with `out_channels` '
+                             'and `num_outs` to mimic')
+        return neck.out_channels, neck.num_outs
+
+    # ----------------------------------------------------------------- training
+    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_*``."""
+        student = self.student
+        watched = {'neck': student.neck} if self.mimic is not None else {}
+        if self.two_stage:
+            watched['rois'] = student.roi_head.bbox_roi_extractor
+            watched['logits'] = student.roi_head.bbox_head
+        else:
+            watched['logits'] = student.bbox_head
+        with record_calls(watched) as records:
+            losses = student.loss(inputs, data_samples)
+
+        with torch.no_grad():
+            teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            if self.two_stage:
+                rois = records['rois'].args[1]
+                student_logits = records['logits'].output[0]
+                teacher_logits = self._teacher_roi_logits(teacher_feats, rois)
+            else:
+                student_logits = records['logits'].output[0]
+                teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
+
+        if self.two_stage:
+            losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
+        else:
+            losses['loss_dist_cls'] = self._dense_loss(student_logits, teacher_logits,
+                                                       data_samples)
+        if self.mimic is not None:
+            losses['loss_dist_mimic'] = self.mimic(records['neck'].output, teacher_feats)
+        return losses
+
+    def _teacher_roi_logits(self, feats: Tuple[Tensor], rois: Tensor) -> Tensor:
+        """(R, C+1) teacher class logits of the student's sampled RoIs."""
+        roi_head = self.teacher.roi_head
+        if isinstance(roi_head, CascadeRoIHead):
+            return roi_head._bbox_forward(0, feats, rois)['cls_score']
+        return roi_head._bbox_forward(feats, rois)['cls_score']
+
+    def _dense_loss(self, student_logits: List[Tensor], teacher_logits: List[Tensor],
+                    data_samples: List) -> Tensor:
+        """Sum over FPN levels of ``loss_cls`` on anchor-major rows, padding left out."""
+        head = self.student.bbox_head
+        featmap_sizes = [logits.shape[-2:] for logits in student_logits]
+        device = student_logits[0].device
+        # valid_flags() per image: (H*W*A,) per level, False for priors in the padding.
+        per_image = [
+            head.prior_generator.valid_flags(featmap_sizes, sample.img_shape[:2], device)
+            for sample in data_samples
+        ]
+        total = 0
+        for level, (s_map, t_map) in enumerate(zip(student_logits, teacher_logits)):
+            num_anchors = head.prior_generator.num_base_priors[level]
+            weight = torch.cat([flags[level] for flags in per_image]).float()
+            total = total + self.loss_cls(
+                dense_to_rows(s_map, num_anchors), dense_to_rows(t_map, num_anchors), weight)
+        return total

@@ -1,0 +1,90 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Build a frozen teacher from a config (path, ``pkg::`` path or dict) and a checkpoint."""
+import os.path as osp
+from typing import Optional, Union
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import load_checkpoint
+from torch import nn
+
+from mmdist.registry import MODELS
+
+ConfigSource = Union[str, dict, Config, ConfigDict]
+
+
+def load_teacher_config(teacher_cfg: ConfigSource,
+                        cfg_options: Optional[dict] = None,
+                        key: str = 'teacher_cfg') -> Config:
+    """Load the teacher's full config.
+
+    Args:
+        teacher_cfg: a config file path, an ``mmdet::...``/``mmseg::...``/``mmdist::...``
+            package path (resolved like ``_base_``), or a config dict holding ``model``.
+        cfg_options: overrides merged with :meth:`Config.merge_from_dict`, e.g.
+            ``{'model.backbone.init_cfg': None}``.
+        key: config key named in error messages.
+
+    Returns:
+        The loaded :class:`Config`.
+    """
+    if isinstance(teacher_cfg, (dict, ConfigDict, Config)):
+        cfg = teacher_cfg if isinstance(teacher_cfg, Config) else Config(dict(teacher_cfg))
+        cfg = cfg.copy()
+    elif isinstance(teacher_cfg, str):
+        if '::' in teacher_cfg:
+            # Config.fromfile does not resolve package scopes; a one-line _base_ does.
+            try:
+                cfg = Config.fromstring(f'_base_ = [{teacher_cfg!r}]\n', '.py')
+            except (FileNotFoundError, ValueError, AssertionError, ModuleNotFoundError) as err:
+                raise FileNotFoundError(
+                    f'{key}: cannot resolve package config {teacher_cfg!r}: {err}') from err
+        else:
+            if not osp.isfile(teacher_cfg):
+                raise FileNotFoundError(f'{key}: config file {teacher_cfg!r} does not exist')
+            cfg = Config.fromfile(teacher_cfg)
+    else:
+        raise TypeError(f'{key} must be a config path or dict, got {type(teacher_cfg).__name__}')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' not in cfg:
+        raise KeyError(f'{key}: the teacher config has no `model` entry')
+    return cfg
+
+
+def build_teacher(teacher_cfg: ConfigSource,
+                  teacher_ckpt: Optional[str],
+                  cfg_options: Optional[dict] = None,
+                  strict: bool = True) -> nn.Module:
+    """Build the teacher in its config's default scope, load its weights, freeze it.
+
+    Args:
+        teacher_cfg: see :func:`load_teacher_config`.
+        teacher_ckpt: local path or URL of the teacher checkpoint, loaded onto CPU.
+            ``None`` keeps the initial weights and warns (only useful for tests).
+        cfg_options: overrides of the teacher config.
+        strict: if True, missing or unexpected keys in the checkpoint are an error;
+            otherwise they are logged as warnings.
+
+    Returns:
+        The teacher in eval mode with ``requires_grad=False`` everywhere.
+    """
+    cfg = load_teacher_config(teacher_cfg, cfg_options)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        teacher = MODELS.build(cfg.model)
+    if teacher_ckpt is None:
+        print_log('teacher_ckpt is None: the teacher keeps its initial weights', 'current',
+                  level=30)
+    else:
+        if '://' not in teacher_ckpt and not osp.isfile(teacher_ckpt):
+            raise FileNotFoundError(f'teacher_ckpt: checkpoint {teacher_ckpt!r} does not exist')
+        try:
+            load_checkpoint(teacher, teacher_ckpt, map_location='cpu', strict=strict)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f'teacher_ckpt: {teacher_ckpt!r} does not match the model of teacher_cfg '
+                f'(set teacher_strict=False to load it anyway): {err}') from err
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher

@@ -1,0 +1,194 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""DISTLoss against an independent scipy reference and in every degenerate case."""
+import numpy as np
+import pytest
+import torch
+from scipy import special, stats
+
+from mmdist.models.losses import DISTLoss, dist_loss
+from mmdist.registry import MODELS
+
+
+def reference_dist(z_s, z_t, tau=1.0, w_inter=1.0, w_intra=1.0, activation='softmax',
+                   keep=None):
+    """DIST computed row by row and column by column with scipy.stats.pearsonr."""
+    z_s, z_t = np.asarray(z_s, np.float64), np.asarray(z_t, np.float64)
+    if keep is not None:
+        z_s, z_t = z_s[keep], z_t[keep]
+    if activation == 'softmax':
+        p_s, p_t = special.softmax(z_s / tau, axis=1), special.softmax(z_t / tau, axis=1)
+    else:
+        p_s, p_t = special.expit(z_s / tau), special.expit(z_t / tau)
+    inter = 1 - np.mean([stats.pearsonr(a, b)[0] for a, b in zip(p_s, p_t)])
+    intra = 1 - np.mean([stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)])
+    return tau**2 * (w_inter * inter + w_intra * intra)
+
+
+@pytest.mark.parametrize('shape', [(7, 5), (64, 19), (300, 80), (3, 2)])
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('tau', [1.0, 4.0])
+def test_matches_scipy_reference(shape, activation, tau):
+    if shape[1] == 2 and activation == 'softmax':
+        pytest.skip('rows of two softmax probabilities correlate to exactly +-1: no reference')
+    gen = torch.Generator().manual_seed(0)
+    z_s = torch.randn(shape, generator=gen) * 3
+    z_t = torch.randn(shape, generator=gen) * 3
+    expected = reference_dist(z_s.numpy(), z_t.numpy(), tau=tau, w_inter=0.7, w_intra=1.3,
+                              activation=activation)
+    loss = DISTLoss(inter_loss_weight=0.7, intra_loss_weight=1.3, tau=tau,
+                    activation=activation, loss_weight=2.0)
+    assert loss(z_s, z_t).item() == pytest.approx(2.0 * expected, rel=1e-4, abs=1e-5)
+
+
+def test_inter_and_intra_terms_separately():
+    gen = torch.Generator().manual_seed(1)
+    z_s, z_t = torch.randn(20, 6, generator=gen), torch.randn(20, 6, generator=gen)
+    only_inter = dist_loss(z_s, z_t, intra_loss_weight=0.0).item()
+    only_intra = dist_loss(z_s, z_t, inter_loss_weight=0.0).item()
+    assert only_inter == pytest.approx(reference_dist(z_s, z_t, w_intra=0.0), rel=1e-5)
+    assert only_intra == pytest.approx(reference_dist(z_s, z_t, w_inter=0.0), rel=1e-5)
+
+
+def test_gradcheck_float64():
+    gen = torch.Generator().manual_seed(2)
+    z_s = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    weight = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 1.0], dtype=torch.float64)
+
+    # The loss computes in float32 by design; gradcheck its float64 math directly.
+    def f64_loss(z, activation):
+        from mmdist.models.losses.dist_loss import pearson_correlation
+        act = (lambda v: v.softmax(1)) if activation == 'softmax' else torch.sigmoid
+        p_s, p_t = act(z / 2.0), act(z_t / 2.0)
+        inter = (weight * (1 - pearson_correlation(p_s, p_t, 1))).sum() / weight.sum()
+        intra = 1 - pearson_correlation(p_s, p_t, 0, weight=weight[:, None]).mean()
+        return 4.0 * (inter + intra)
+
+    for activation in ('softmax', 'sigmoid'):
+        assert torch.autograd.gradcheck(lambda z: f64_loss(z, activation), (z_s, ))
+        # ... and the float64 math is what dist_loss computes (in float32).
+        expected = f64_loss(z_s, activation).item()
+        got = dist_loss(z_s, z_t, weight=weight, tau=2.0, activation=activation).item()
+        assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+def test_identical_inputs_give_zero(activation):
+    z = torch.randn(50, 10, generator=torch.Generator().manual_seed(3))
+    assert dist_loss(z, z.clone(), activation=activation).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_row_permutation_invariance():
+    gen = torch.Generator().manual_seed(4)
+    z_s, z_t = torch.randn(40, 7, generator=gen), torch.randn(40, 7, generator=gen)
+    perm = torch.randperm(40, generator=gen)
+    assert dist_loss(z_s[perm], z_t[perm]).item() == pytest.approx(
+        dist_loss(z_s, z_t).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+def test_mask_equals_kept_subset(activation):
+    gen = torch.Generator().manual_seed(5)
+    z_s, z_t = torch.randn(60, 9, generator=gen), torch.randn(60, 9, generator=gen)
+    keep = torch.rand(60, generator=gen) > 0.4
+    masked = dist_loss(z_s, z_t, weight=keep.float(), activation=activation)
+    subset = dist_loss(z_s[keep], z_t[keep], activation=activation)
+    assert masked.item() == pytest.approx(subset.item(), rel=1e-5)
+    assert masked.item() == pytest.approx(
+        reference_dist(z_s, z_t, activation=activation, keep=keep.numpy()), rel=1e-4)
+    # Masked rows get no gradient.
+    z_s = z_s.clone().requires_grad_()
+    dist_loss(z_s, z_t, weight=keep.float(), activation=activation).backward()
+    assert torch.all(z_s.grad[~keep] == 0)
+    assert torch.any(z_s.grad[keep] != 0)
+
+
+def test_teacher_is_detached():
+    z_s = torch.randn(8, 5, requires_grad=True)
+    z_t = torch.randn(8, 5, requires_grad=True)
+    dist_loss(z_s, z_t).backward()
+    assert z_t.grad is None and z_s.grad is not None
+
+
+def _finite_loss_and_grad(z_s, z_t, **kwargs):
+    z_s = z_s.clone().requires_grad_()
+    loss = dist_loss(z_s, z_t, **kwargs)
+    loss.backward()
+    assert torch.isfinite(loss), loss
+    assert torch.isfinite(z_s.grad).all()
+    return loss
+
+
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+def test_degenerate_inputs_are_finite(activation):
+    gen = torch.Generator().manual_seed(6)
+    kw = dict(activation=activation)
+    # A single row: the intra term has a single sample per column (rho = 0).
+    loss = _finite_loss_and_grad(torch.randn(1, 5, generator=gen), torch.randn(1, 5), **kw)
+    assert loss.item() >= 1.0 - 1e-6
+    # Constant student rows, constant teacher rows, both constant.
+    z = torch.randn(6, 5, generator=gen)
+    _finite_loss_and_grad(torch.zeros(6, 5), z, **kw)
+    _finite_loss_and_grad(z, torch.full((6, 5), 2.0), **kw)
+    _finite_loss_and_grad(torch.ones(6, 5), torch.ones(6, 5), **kw)
+    # Saturating logits.
+    big = torch.randn(6, 5, generator=gen).sign() * 1e4
+    _finite_loss_and_grad(big, -big, **kw)
+    _finite_loss_and_grad(big, big.flip(0), **kw)
+    # C = 1 and C = 2.
+    _finite_loss_and_grad(torch.randn(6, 1, generator=gen), torch.randn(6, 1), **kw)
+    _finite_loss_and_grad(torch.randn(6, 2, generator=gen), torch.randn(6, 2), **kw)
+
+
+def test_all_rows_masked_gives_graph_connected_zero():
+    z_s = torch.randn(5, 4, requires_grad=True)
+    loss = dist_loss(z_s, torch.randn(5, 4), weight=torch.zeros(5))
+    assert loss.item() == 0.0
+    assert loss.requires_grad
+    loss.backward()
+    assert torch.all(z_s.grad == 0)
+
+
+def test_softmax_two_classes_inter_term_has_no_signal():
+    # Two softmax probabilities (p, 1 - p) correlate to +-1 with any other such row,
+    # so the inter-class term is 0 or 2 per row and has (numerically) no gradient.
+    z_s = torch.tensor([[0.3, -0.2], [1.0, 2.0]], requires_grad=True)
+    z_t = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    inter = dist_loss(z_s, z_t, intra_loss_weight=0.0)
+    assert inter.item() == pytest.approx(1.0, abs=1e-5)  # rows: rho = +1 and -1
+    inter.backward()
+    assert z_s.grad.abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_compute_in_float32(dtype):
+    gen = torch.Generator().manual_seed(7)
+    z_s, z_t = torch.randn(30, 6, generator=gen), torch.randn(30, 6, generator=gen)
+    z_s_low, z_t_low = z_s.to(dtype), z_t.to(dtype)
+    loss = dist_loss(z_s_low, z_t_low)
+    assert loss.dtype == torch.float32
+    expected = dist_loss(z_s_low.float(), z_t_low.float())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        z = z_s.clone().requires_grad_()
+        loss = dist_loss(z @ torch.eye(6), z_t)  # matmul output is bf16 under autocast
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_build_from_registry_and_bad_arguments():
+    loss = MODELS.build(dict(type='mmdist.DISTLoss', tau=2.0, activation='sigmoid'))
+    assert isinstance(loss, DISTLoss) and loss.tau == 2.0 and loss.activation == 'sigmoid'
+    from mmengine.registry import MODELS as ROOT_MODELS
+    assert isinstance(ROOT_MODELS.build(dict(type='mmdist.DISTLoss')), DISTLoss)
+    with pytest.raises(ValueError, match='loss_weight must be >= 0'):
+        DISTLoss(loss_weight=-1)
+    with pytest.raises(ValueError, match='tau must be > 0'):
+        DISTLoss(tau=0)
+    with pytest.raises(ValueError, match='activation must be one of'):
+        DISTLoss(activation='relu')
+    with pytest.raises(ValueError, match=r'shape \(N, C\)'):
+        DISTLoss()(torch.randn(4, 3), torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r'weight must have shape \(N,\)'):
+        DISTLoss()(torch.randn(4, 3), torch.randn(4, 3), weight=torch.ones(3))
