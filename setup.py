@@ -13,7 +13,7 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
-MIM_FOLDERS = ('configs', 'tools')
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_version() -> str:
@@ -32,7 +32,7 @@ def parse_requirements(name: str) -> list:
 
 
 def add_mim_extension() -> None:
-    """Expose ``configs/`` and ``tools/`` as ``mmdist/.mim/{configs,tools}``.
+    """Expose ``configs/``, ``tools/`` and ``model-index.yml`` under ``mmdist/.mim/``.
 
     Editable installs get symlinks (edits show up at once); builds of a wheel or
     sdist get copies.
@@ -45,17 +45,19 @@ def add_mim_extension() -> None:
         return
     mim_path = osp.join(HERE, 'mmdist', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for folder in MIM_FOLDERS:
-        src = osp.join(HERE, folder)
-        dst = osp.join(mim_path, folder)
+    for name in MIM_FILES:
+        src = osp.join(HERE, name)
+        dst = osp.join(mim_path, name)
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
         if mode == 'symlink':
-            os.symlink(osp.relpath(src, mim_path), dst, target_is_directory=True)
-        else:
+            os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isdir(src):
             shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
 
 
 if __name__ == '__main__':
@@ -70,7 +72,7 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
         include_package_data=True,
-        package_data={'mmdist': ['.mim/configs/**/*', '.mim/tools/**/*']},
+        package_data={'mmdist': ['.mim/model-index.yml', '.mim/configs/**/*', '.mim/tools/**/*']},
         install_requires=parse_requirements('runtime'),
         extras_require={
             'mim': parse_requirements('mminstall'),

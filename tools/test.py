@@ -2,16 +2,17 @@
 """Evaluate a checkpoint. On a distillation config this evaluates the student."""
 import argparse
 import os
-import os.path as osp
+from typing import Dict, List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmdist  # noqa: F401  (registers the `mmdist::` config scope before parsing)
+# Importing mmdist registers the `mmdist::` config scope before any config is parsed.
+from mmdist.utils import load_run_config, setup_cpu_distributed
 
 
-def parse_args():
+def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model with mmdist')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -28,23 +29,16 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
-def main():
-    args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+def build_runner(argv: Optional[List[str]] = None) -> Runner:
+    """Parse the command line and build the test runner."""
+    args = parse_args(argv)
+    cfg = load_run_config(args.config, args.work_dir, args.launcher, args.cfg_options)
     cfg.load_from = args.checkpoint
 
     if args.out is not None:
@@ -54,11 +48,14 @@ def main():
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
 
+    setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.test()
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    return build_runner(argv).test()
 
 
 if __name__ == '__main__':

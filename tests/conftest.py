@@ -1,0 +1,33 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Shared fixtures: tiny synthetic datasets in the official formats, written once per run."""
+import importlib.util
+import os.path as osp
+
+import pytest
+
+from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def coco_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('coco_shapes'))
+    make_coco_shapes(root, {'train': 4, 'val': 2}, image_size=(64, 64), object_size=(10, 32))
+    return root
+
+
+@pytest.fixture(scope='session')
+def cityscapes_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('cityscapes_shapes'))
+    make_cityscapes_shapes(root, {'train': 4, 'val': 2}, image_size=(32, 64))
+    return root
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (its ``build_runner``/``main``)."""
+    spec = importlib.util.spec_from_file_location(f'mmdist_tools_{name}',
+                                                  osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

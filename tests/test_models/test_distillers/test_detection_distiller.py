@@ -1,0 +1,279 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""DetectionDistiller: contract, mmdet layout, errors (unit level, tiny CPU models)."""
+import copy
+
+import pytest
+import torch
+from detection_helpers import (save_teacher_checkpoint, tiny_retinanet, write_config,
+                               write_faster_rcnn_configs, write_retinanet_configs)
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope, init_default_scope
+
+from mmdist.models.distillers import DetectionDistiller
+from mmdist.models.utils import dense_to_rows
+from mmdist.registry import MODELS
+
+
+@pytest.fixture(scope='module')
+def retina(tmp_path_factory, coco_root):
+    return write_retinanet_configs(str(tmp_path_factory.mktemp('retina')), coco_root)
+
+
+@pytest.fixture(scope='module')
+def faster(tmp_path_factory, coco_root):
+    return write_faster_rcnn_configs(str(tmp_path_factory.mktemp('faster')), coco_root)
+
+
+def build(cfg_path, **model_overrides):
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.update(model_overrides)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg.model), cfg
+
+
+def train_batch(model, cfg, num_images=2):
+    init_default_scope('mmdet')
+    from mmdet.registry import DATASETS
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    data = pseudo_collate([dataset[i] for i in range(num_images)])
+    return model.data_preprocessor(data, True)
+
+
+def test_teacher_frozen_hidden_eval_and_moved(retina):
+    model, _ = build(retina['config'])
+    assert isinstance(model, DetectionDistiller)
+    model.train()
+    assert model.student.training
+    assert not any(m.training for m in model.teacher.modules())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in model.parameters()}
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    assert any(k.startswith('student.') for k in model.state_dict())
+    # Weights are exactly the checkpoint's.
+    ckpt = torch.load(retina['teacher_ckpt'], map_location='cpu', weights_only=True)
+    for name, value in model.teacher.state_dict().items():
+        assert torch.equal(value, ckpt['state_dict'][name]), name
+    model.double()
+    assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def test_loss_keys_finite_and_gradients_reach_student_only(retina):
+    model, cfg = build(retina['config'])
+    model.train()
+    data = train_batch(model, cfg)
+    losses = model(**data, mode='loss')
+    assert {'loss_cls', 'loss_bbox', 'loss_dist_cls'} <= set(losses)
+    values = [v for k, vs in losses.items() if 'loss' in k
+              for v in (vs if isinstance(vs, list) else [vs])]
+    assert all(torch.isfinite(v) for v in values)
+    losses['loss_dist_cls'].backward()
+    assert model.student.bbox_head.retina_cls.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_predict_and_tensor_are_the_students(retina):
+    model, cfg = build(retina['config'])
+    model.eval()
+    init_default_scope('mmdet')
+    from mmdet.registry import DATASETS
+    val = DATASETS.build(cfg.val_dataloader.dataset)
+    data = model.data_preprocessor(pseudo_collate([val[0]]), False)
+    with torch.no_grad():
+        ours = model(**copy.deepcopy(data), mode='predict')
+        plain = model.student(**copy.deepcopy(data), mode='predict')
+        ours_t = model(data['inputs'], mode='tensor')
+        plain_t = model.student(data['inputs'], mode='tensor')
+    assert torch.equal(ours[0].pred_instances.bboxes, plain[0].pred_instances.bboxes)
+    for a, b in zip(ours_t[0], plain_t[0]):
+        assert torch.equal(a, b)
+
+
+def test_dense_rows_follow_mmdet_prior_order(retina):
+    """Row r of dense_to_rows is prior r of mmdet's prior generator (same (h, w, a))."""
+    model, _ = build(retina['config'])
+    head = model.student.bbox_head
+    num_anchors, num_classes = head.num_base_priors, head.cls_out_channels
+    height, width = 3, 4
+    # Channel a*C + c at (h, w) holds h*1000 + w*10 + a.
+    code = torch.zeros(1, num_anchors * num_classes, height, width)
+    for a in range(num_anchors):
+        for h in range(height):
+            for w in range(width):
+                code[0, a * num_classes:(a + 1) * num_classes, h, w] = h * 1000 + w * 10 + a
+    rows = dense_to_rows(code, num_anchors)[:, 0].long()
+    num_levels = head.prior_generator.num_levels
+    priors = head.prior_generator.grid_priors([(height, width)] * num_levels, device='cpu')[0]
+    base = head.prior_generator.base_anchors[0]
+    stride = head.prior_generator.strides[0]
+    for r, value in enumerate(rows.tolist()):
+        h, w, a = value // 1000, (value % 1000) // 10, value % 10
+        expected = base[a] + torch.tensor([w * stride[0], h * stride[1]] * 2)
+        assert torch.allclose(priors[r], expected), (r, h, w, a)
+
+
+def test_padding_rows_are_left_out(retina):
+    model, _ = build(retina['config'])
+    seen = []
+
+    class Spy(torch.nn.Module):
+
+        def forward(self, s_rows, t_rows, weight):
+            seen.append((s_rows.shape[0], weight))
+            return s_rows.sum() * 0
+
+    model.loss_cls = Spy()
+
+    class Sample:
+        def __init__(self, shape):
+            self.img_shape = shape
+
+    # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
+    sizes = [8, 4, 2, 1, 1]
+    logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
+    model._dense_loss(logits, logits, [Sample((64, 64)), Sample((40, 24))])
+    for level, ((rows, weight), n, stride) in enumerate(zip(seen, sizes, [8, 16, 32, 64, 128])):
+        assert rows == 2 * n * n * 9
+        assert weight[:n * n * 9].sum() == n * n * 9  # full-size image: all valid
+        # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
+        valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * 9
+        assert weight[n * n * 9:].sum() == valid, level
+
+
+def test_roi_teacher_classifies_the_students_sampled_rois(faster):
+    model, cfg = build(faster['config'])
+    model.train()
+    data = train_batch(model, cfg)
+    captured = {}
+    student_roi_head = model.student.roi_head
+    teacher_roi_head = model.teacher.roi_head
+
+    def keep(name, pick):
+        def hook(module, args, output):
+            captured.setdefault(name, pick(args, output))  # returns None: output unchanged
+        return hook
+
+    hooks = [
+        student_roi_head.bbox_roi_extractor.register_forward_hook(
+            keep('student_rois', lambda a, o: a[1])),
+        teacher_roi_head.bbox_roi_extractor[0].register_forward_hook(
+            keep('teacher_rois', lambda a, o: a[1])),
+        teacher_roi_head.bbox_head[0].register_forward_hook(
+            keep('teacher_logits', lambda a, o: o[0])),
+    ]
+    forbidden = [model.teacher.rpn_head, teacher_roi_head.bbox_head[1],
+                 teacher_roi_head.bbox_head[2], teacher_roi_head.mask_head[0]]
+    hooks += [m.register_forward_hook(keep('forbidden', lambda a, o: True)) for m in forbidden]
+    try:
+        losses = model(**data, mode='loss')
+    finally:
+        for h in hooks:
+            h.remove()
+    assert 'forbidden' not in captured, 'teacher ran its RPN, later stages or mask head'
+    assert torch.equal(captured['student_rois'], captured['teacher_rois'])
+    sampled = cfg.model.student.train_cfg.rcnn.sampler.num * 2
+    assert captured['teacher_rois'].shape[0] == sampled
+    assert captured['teacher_logits'].shape == (sampled, 5)  # 4 classes + background
+    assert torch.isfinite(losses['loss_dist_cls'])
+    assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
+
+
+def test_each_network_sees_its_own_normalisation(retina, tmp_path):
+    """A caffe-style (BGR, std 1) teacher gets exactly what its own preprocessor makes."""
+    caffe = dict(type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
+                 std=[1.0, 1.0, 1.0], bgr_to_rgb=False, pad_size_divisor=32)
+    teacher_cfg = write_config(
+        str(tmp_path / 'teacher_caffe.py'),
+        f"_base_ = [{retina['teacher_cfg']!r}]\nmodel = dict(data_preprocessor={caffe!r})\n")
+    model, cfg = build(retina['config'], teacher_cfg=teacher_cfg)
+    init_default_scope('mmdet')
+    from mmdet.registry import DATASETS
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    raw = pseudo_collate([dataset[0], dataset[1]])
+    raw['inputs'][1] = raw['inputs'][1][:, :40, :48]  # a smaller image: padding
+    raw['data_samples'][1].set_metainfo(dict(img_shape=(40, 48)))
+    student = model.data_preprocessor(copy.deepcopy(raw), False)
+    reference = model.teacher.data_preprocessor(copy.deepcopy(raw), False)['inputs']
+    ours = model.teacher_inputs(student['inputs'], student['data_samples'])
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, atol=1e-3, rtol=1e-5)
+
+
+def test_config_errors_name_the_key(retina, faster, tmp_path):
+    cases = [
+        (dict(bbox_head=dict(num_classes=5)), 'num_classes'),
+        (dict(bbox_head=dict(anchor_generator=dict(scales_per_octave=2))),
+         'anchors per location'),
+        (dict(bbox_head=dict(anchor_generator=dict(strides=[4, 8, 16, 32, 64]))), 'strides'),
+    ]
+    for i, (teacher_override, message) in enumerate(cases):
+        path = write_config(str(tmp_path / f'bad_teacher_{i}.py'),
+                            f"_base_ = [{retina['teacher_cfg']!r}]\n"
+                            f'model = {teacher_override!r}\n')
+        with pytest.raises(ValueError, match=message) as err:
+            build(retina['config'], teacher_cfg=path, teacher_ckpt=None)
+        assert 'model.student.bbox_head' in str(err.value)
+        assert 'student' in str(err.value) and 'teacher' in str(err.value)
+
+    # Dense student with a two-stage teacher; unsupported student head; wrong activation.
+    with pytest.raises(TypeError, match='needs a dense teacher head'):
+        build(retina['config'], teacher_cfg=faster['teacher_cfg'], teacher_ckpt=None)
+    rpn_student = dict(type='RPN', backbone=tiny_retinanet(8, 16)['backbone'],
+                       neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16,
+                                 num_outs=5),
+                       data_preprocessor=dict(type='DetDataPreprocessor'),
+                       rpn_head=dict(type='RPNHead', in_channels=16, feat_channels=16,
+                                     anchor_generator=dict(type='AnchorGenerator', scales=[8],
+                                                           ratios=[1.0], strides=[4, 8, 16, 32,
+                                                                                  64]),
+                                     bbox_coder=dict(type='DeltaXYWHBBoxCoder')),
+                       train_cfg=None,
+                       test_cfg=dict(rpn=dict(nms_pre=100, max_per_img=10, min_bbox_size=0,
+                                              nms=dict(type='nms', iou_threshold=0.7))))
+    rpn_student['backbone'].pop('_delete_')
+    with pytest.raises(TypeError, match='RPNHead is not supported'):
+        build(retina['config'], student=rpn_student, teacher_ckpt=None)
+    with pytest.raises(ValueError, match='model.loss_cls.activation'):
+        build(retina['config'], loss_cls=dict(type='mmdist.DISTLoss', activation='softmax'),
+              teacher_ckpt=None)
+    with pytest.raises(TypeError, match='model.student.roi_head: CascadeRoIHead'):
+        build(faster['config'], student=Config.fromfile(faster['teacher_cfg']).model,
+              teacher_ckpt=None)
+    with pytest.raises(ValueError, match='loss_weight must be >= 0'):
+        build(retina['config'], teacher_ckpt=None,
+              loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', loss_weight=-1))
+
+
+def test_teacher_loading_errors(retina, faster, tmp_path):
+    with pytest.raises(FileNotFoundError, match="teacher_cfg: config file '/nonexistent.py'"):
+        build(retina['config'], teacher_cfg='/nonexistent.py')
+    with pytest.raises(FileNotFoundError, match='teacher_ckpt: checkpoint'):
+        build(retina['config'], teacher_ckpt=str(tmp_path / 'missing.pth'))
+    # A checkpoint of another architecture: strict loading names both config keys.
+    with pytest.raises(RuntimeError, match='teacher_ckpt.*does not match.*teacher_strict'):
+        build(retina['config'], teacher_ckpt=faster['teacher_ckpt'])
+    # ... and loads (with warnings) when the user allows it.
+    model, _ = build(retina['config'], teacher_ckpt=faster['teacher_ckpt'],
+                     teacher_strict=False)
+    assert isinstance(model, DetectionDistiller)
+
+
+def test_feature_mimic(retina):
+    model, cfg = build(retina['config'], mimic=dict(loss_weight=2.0))
+    assert len(model.mimic.connectors) == 5
+    assert model.mimic.connectors[0].in_channels == 16
+    assert model.mimic.connectors[0].out_channels == 32
+    assert any(k.startswith('mimic.connectors') for k in model.state_dict())
+    model.train()
+    losses = model(**train_batch(model, cfg), mode='loss')
+    assert torch.isfinite(losses['loss_dist_mimic']) and losses['loss_dist_mimic'] > 0
+    losses['loss_dist_mimic'].backward()
+    assert model.mimic.connectors[0].weight.grad is not None
+
+
+def test_teacher_checkpoint_helper_is_deterministic(retina, tmp_path):
+    other = save_teacher_checkpoint(retina['teacher_cfg'], str(tmp_path / 'again.pth'))
+    a = torch.load(retina['teacher_ckpt'], weights_only=True)['state_dict']
+    b = torch.load(other, weights_only=True)['state_dict']
+    assert all(torch.equal(a[k], b[k]) for k in a)
