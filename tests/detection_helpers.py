@@ -144,11 +144,12 @@ def write_faster_rcnn_configs(tmp: str, coco_root: str) -> Dict[str, str]:
     return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
 
 
-def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123) -> str:
+def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
+                            scope: str = 'mmdet') -> str:
     """Build the teacher config's model with a fixed seed and save a plain checkpoint."""
     cfg = Config.fromfile(teacher_cfg)
     torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope('mmdet'):
+    with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     model.init_weights()
     torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)

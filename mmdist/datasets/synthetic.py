@@ -142,10 +142,13 @@ def make_cityscapes_shapes(root: str,
                            ignore_fraction: float = 0.05,
                            city: str = 'synthcity',
                            seed: int = 0) -> None:
-    """Write a Cityscapes-format shapes dataset (train ids: background, then shapes).
+    """Write a Cityscapes-format shapes dataset.
 
-    Label ``0`` is the background and ``1 + k`` the k-th entry of :data:`SHAPE_CLASSES`;
-    a random band of about ``ignore_fraction`` of each label map is 255 (ignore).
+    Train id ``0`` is the background and ``1 + k`` the k-th entry of
+    :data:`SHAPE_CLASSES`; a random band of about ``ignore_fraction`` of each label map is
+    255 (ignore). mmseg's ``CityscapesDataset`` reads them with its own 19 classes, so ids
+    0-4 carry Cityscapes' names (road, sidewalk, building, wall, fence) there and the other
+    14 classes never occur (``IoUMetric`` reports them as NaN and leaves them out of mIoU).
 
     Args:
         root: output folder (the Cityscapes ``data_root``).
@@ -178,5 +181,5 @@ def make_cityscapes_shapes(root: str,
 
 
 def cityscapes_shapes_classes() -> Sequence[str]:
-    """Class names of :func:`make_cityscapes_shapes` in train-id order."""
+    """What train ids 0, 1, ... of :func:`make_cityscapes_shapes` depict."""
     return ('background', ) + SHAPE_CLASSES

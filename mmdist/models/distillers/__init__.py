@@ -2,5 +2,6 @@
 from .base_distiller import BaseDistiller
 from .detection_distiller import DetectionDistiller
 from .feature_mimic import FeatureMimic
+from .segmentation_distiller import SegmentationDistiller
 
-__all__ = ['BaseDistiller', 'DetectionDistiller', 'FeatureMimic']
+__all__ = ['BaseDistiller', 'DetectionDistiller', 'FeatureMimic', 'SegmentationDistiller']

@@ -30,6 +30,9 @@ class BaseDistiller(BaseModel):
         teacher_ckpt: teacher checkpoint path or URL (loaded onto CPU).
         teacher_cfg_options: overrides of the teacher config.
         teacher_strict: error on missing/unexpected checkpoint keys when True.
+        data_preprocessor: the runner's top-level ``data_preprocessor`` (mmengine merges
+            it into the model config); used as the student's when the student config has
+            none, as for a plain model.
         init_cfg: mmengine init config of the distiller's own modules.
     """
 
@@ -39,7 +42,10 @@ class BaseDistiller(BaseModel):
                  teacher_ckpt: Optional[str],
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is not None and 'data_preprocessor' not in student:
+            student = dict(student, data_preprocessor=data_preprocessor)
         student_model = MODELS.build(student)
         super().__init__(data_preprocessor=student_model.data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
@@ -59,6 +65,13 @@ class BaseDistiller(BaseModel):
                 f'{teacher_div} but the student (model.student.data_preprocessor) to '
                 f'multiples of {student_div}; both networks see the student\'s padded batch, '
                 'so the student divisor must be a multiple of the teacher\'s')
+
+    @staticmethod
+    def _check_equal(what: str, student_value, teacher_value, key: str) -> None:
+        """Build-time check naming the config key and both values."""
+        if student_value != teacher_value:
+            raise ValueError(f'{key}: student and teacher differ in {what}: '
+                             f'student {student_value!r} vs teacher {teacher_value!r}')
 
     # ----------------------------------------------------------------- teacher handling
     def train(self, mode: bool = True) -> 'BaseDistiller':

@@ -41,8 +41,8 @@ class DetectionDistiller(BaseDistiller):
 
     Args:
         student: student detector config (e.g. ``{{_base_.model}}``).
-        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict: see
-            :class:`BaseDistiller`.
+        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
+            data_preprocessor: see :class:`BaseDistiller`.
         loss_cls: distillation loss on the class logits, e.g.
             ``dict(type='mmdist.DISTLoss', activation='sigmoid')``.
         mimic: ``None`` or kwargs of :class:`FeatureMimic` (e.g. ``dict(loss_weight=1.)``).
@@ -57,9 +57,10 @@ class DetectionDistiller(BaseDistiller):
                  mimic: Optional[dict] = None,
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, init_cfg)
+                         teacher_strict, data_preprocessor, init_cfg)
         self.two_stage = self._check_heads()
         self.loss_cls = MODELS.build(loss_cls)
         self._check_cls_activation()
@@ -120,12 +121,6 @@ class DetectionDistiller(BaseDistiller):
                           list(t_gen.num_base_priors),
                           'model.student.bbox_head.anchor_generator')
         return False
-
-    @staticmethod
-    def _check_equal(what: str, student_value, teacher_value, key: str) -> None:
-        if student_value != teacher_value:
-            raise ValueError(f'{key}: student and teacher differ in {what}: '
-                             f'student {student_value!r} vs teacher {teacher_value!r}')
 
     def _check_cls_activation(self) -> None:
         """The distillation activation must be the one the student's classifier uses."""

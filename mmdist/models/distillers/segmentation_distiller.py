@@ -1,0 +1,127 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""DIST for mmsegmentation 1.x encoder-decoder segmentors: decode and auxiliary logits."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmseg.models.utils import resize
+from torch import Tensor, nn
+
+from mmdist.registry import MODELS
+from ..utils.dense import dense_to_rows
+from ..utils.recorder import record_calls
+from ..utils.teacher import ConfigSource
+from .base_distiller import BaseDistiller
+
+
+@MODELS.register_module()
+class SegmentationDistiller(BaseDistiller):
+    """Distil an mmseg ``EncoderDecoder`` into another (``type='mmdist.SegmentationDistiller'``).
+
+    ``loss_decode`` compares the decode heads' class logits and ``loss_aux`` (optional) the
+    auxiliary heads', both at the student's logit resolution (1/8 for the d8 models) with
+    rows = pixels, (N, C, H, W) -> (N*H*W, C). Pixels whose (nearest-downsampled) label is
+    the student decode head's ``ignore_index`` - which includes the batch padding, filled
+    with ``seg_pad_val=255`` - are left out of both DIST terms. Teacher logits of another
+    resolution are resized bilinearly with the student head's ``align_corners``, as mmseg
+    resizes logits for its own losses.
+
+    Args:
+        student: student segmentor config (e.g. ``{{_base_.model}}``).
+        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
+            data_preprocessor: see :class:`BaseDistiller`.
+        loss_decode: loss on the decode-head logits (``loss_dist_decode``).
+        loss_aux: loss on the auxiliary-head logits (``loss_dist_aux``), or None.
+        init_cfg: init config of the distiller's own modules.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher_cfg: ConfigSource,
+                 teacher_ckpt: Optional[str],
+                 loss_decode: dict = dict(type='mmdist.DISTLoss'),
+                 loss_aux: Optional[dict] = None,
+                 teacher_cfg_options: Optional[dict] = None,
+                 teacher_strict: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
+                         teacher_strict, data_preprocessor, init_cfg)
+        self._check_head_pair('decode_head', 'model.loss_decode')
+        self.loss_decode = self._build_softmax_loss(loss_decode, 'model.loss_decode')
+        self.loss_aux = None
+        if loss_aux is not None:
+            self._check_head_pair('auxiliary_head', 'model.loss_aux')
+            self.loss_aux = self._build_softmax_loss(loss_aux, 'model.loss_aux')
+
+    # ----------------------------------------------------------------- build-time checks
+    def _check_head_pair(self, attr: str, loss_key: str) -> None:
+        heads = []
+        for owner, key in ((self.student, f'model.student.{attr}'),
+                           (self.teacher, f'teacher_cfg model.{attr}')):
+            head = getattr(owner, attr, None)
+            if head is None:
+                raise ValueError(f'{loss_key}: {key} is missing; both networks need a '
+                                 f'{attr} (set {loss_key}=None to distil without it)')
+            if isinstance(head, nn.ModuleList):
+                raise TypeError(f'{key}: a list of heads ({type(owner).__name__}) is not '
+                                'supported; use a single head')
+            if not isinstance(getattr(head, 'conv_seg', None), nn.Conv2d):
+                raise TypeError(f'{key}: {type(head).__name__} has no `conv_seg` classifier; '
+                                'supported heads derive from mmseg BaseDecodeHead')
+            if head.out_channels == 1:
+                raise ValueError(f'{key}: binary sigmoid heads (out_channels=1) are not '
+                                 'supported; DIST compares softmax scores over classes')
+            heads.append(head)
+        self._check_equal('num_classes', heads[0].num_classes, heads[1].num_classes,
+                          f'model.student.{attr}.num_classes')
+
+    @staticmethod
+    def _build_softmax_loss(cfg: dict, key: str) -> nn.Module:
+        loss = MODELS.build(cfg)
+        if getattr(loss, 'activation', 'softmax') != 'softmax':
+            raise ValueError(f'{key}.activation: segmentation heads classify with softmax, '
+                             f'got {loss.activation!r}')
+        return loss
+
+    # ----------------------------------------------------------------- training
+    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_decode/aux``."""
+        student = self.student
+        # mmseg heads call self.forward() directly; their classifier conv_seg is called.
+        watched = {'decode': student.decode_head.conv_seg}
+        if self.loss_aux is not None:
+            watched['aux'] = student.auxiliary_head.conv_seg
+        with record_calls(watched) as records:
+            losses = student.loss(inputs, data_samples)
+
+        with torch.no_grad():
+            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            teacher_decode = self.teacher.decode_head(feats)
+            teacher_aux = self.teacher.auxiliary_head(feats) if self.loss_aux else None
+
+        student_decode = records['decode'].output
+        valid = self._valid_pixels(data_samples, student_decode.shape[-2:])
+        losses['loss_dist_decode'] = self._pixel_loss(self.loss_decode, student_decode,
+                                                      teacher_decode, valid)
+        if self.loss_aux is not None:
+            student_aux = records['aux'].output
+            if student_aux.shape[-2:] != student_decode.shape[-2:]:
+                valid = self._valid_pixels(data_samples, student_aux.shape[-2:])
+            losses['loss_dist_aux'] = self._pixel_loss(self.loss_aux, student_aux,
+                                                       teacher_aux, valid)
+        return losses
+
+    def _valid_pixels(self, data_samples: List, size) -> Tensor:
+        """(N*h*w,) float mask: 1 where the label at logit resolution is not ignored."""
+        labels = torch.stack([sample.gt_sem_seg.data for sample in data_samples]).float()
+        labels = F.interpolate(labels, size=tuple(size), mode='nearest')
+        return (labels != self.student.decode_head.ignore_index).float().flatten()
+
+    def _pixel_loss(self, loss: nn.Module, student_logits: Tensor, teacher_logits: Tensor,
+                    valid: Tensor) -> Tensor:
+        if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
+            teacher_logits = resize(teacher_logits, size=student_logits.shape[-2:],
+                                    mode='bilinear',
+                                    align_corners=self.student.decode_head.align_corners)
+        return loss(dense_to_rows(student_logits), dense_to_rows(teacher_logits), valid)

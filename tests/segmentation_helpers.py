@@ -1,0 +1,75 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Tiny segmentation configs for CPU tests: the shipped configs shrunk, never copied."""
+import os.path as osp
+from typing import Dict
+
+from detection_helpers import save_teacher_checkpoint, write_config
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SEG_CONFIGS = osp.join(REPO, 'configs', 'dist_seg')
+CROP = (32, 64)
+
+
+def shrink_segmentor(cfg: Config, width: int) -> None:
+    """Shrink an mmseg ResNetV1c-d8 EncoderDecoder (DeepLabV3 / PSPNet) in place."""
+    model = cfg.model
+    model.pretrained = None
+    model.backbone.update(depth=18, stem_channels=width, base_channels=width, init_cfg=None)
+    model.data_preprocessor.size = CROP
+    model.decode_head.update(in_channels=width * 8, channels=width * 2)
+    model.auxiliary_head.update(in_channels=width * 4, channels=width)
+
+
+def data_overrides(root: str) -> str:
+    return f'''
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train')))
+val_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val')))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=4, val_interval=4)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4))
+randomness = dict(seed=0)
+'''
+
+
+def write_segmentation_configs(tmp: str, root: str, student: str = 'deeplabv3',
+                               protocol: str = '8xb2-40k') -> Dict[str, str]:
+    """Tiny DeepLabV3 teacher (+checkpoint) and the shipped config for ``student`` shrunk."""
+    teacher = Config.fromstring(
+        "_base_ = ['mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py']\n",
+        '.py')
+    shrink_segmentor(teacher, 16)
+    teacher_cfg = osp.join(tmp, 'teacher_deeplabv3.py')
+    teacher.dump(teacher_cfg)
+    teacher_ckpt = save_teacher_checkpoint(teacher_cfg, osp.join(tmp, 'teacher_deeplabv3.pth'),
+                                           scope='mmseg')
+    shipped = osp.join(
+        SEG_CONFIGS,
+        f'dist_deeplabv3-r101-d8_{student}-r18-d8_{protocol}_cityscapes-512x1024.py')
+    student_cfg = Config.fromfile(shipped)
+    student_cfg.model = student_cfg.model.student
+    shrink_segmentor(student_cfg, 8)
+    cfg = write_config(
+        osp.join(tmp, f'dist_{student}_tiny.py'),
+        f'_base_ = [{shipped!r}]\n'
+        f'model = dict(student=dict(_delete_=True, **{student_cfg.model.to_dict()!r}), '
+        f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
+        data_overrides(root))
+    return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
