@@ -28,7 +28,6 @@ MMDET_VERSION=3.3.0
 MMSEG_VERSION=1.2.2
 MMPRETRAIN_VERSION=1.2.0
 CONSTRAINTS=$ROOT/requirements/constraints.txt
-if [ "${FORCE_CUDA:-0}" = "1" ]; then OPS_KIND=cuda; else OPS_KIND=cpu; fi
 
 log() { printf '[setup_env] %s\n' "$*"; }
 die() { printf '[setup_env] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -36,7 +35,7 @@ die() { printf '[setup_env] ERROR: %s\n' "$*" >&2; exit 1; }
 # Everything that decides the environment's content goes into the stamp key.
 stamp_key() {
   {
-    echo "$TORCH_VERSION $TORCHVISION_VERSION $MMCV_VERSION $OPS_KIND"
+    echo "$TORCH_VERSION $TORCHVISION_VERSION $MMCV_VERSION ${FORCE_CUDA:-0}"
     echo "$MMENGINE_VERSION $MMDET_VERSION $MMSEG_VERSION $MMPRETRAIN_VERSION"
     cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$ROOT"/requirements/*.txt
   } | sha256sum | cut -d' ' -f1
@@ -64,6 +63,9 @@ log "installing build tools and torch==$TORCH_VERSION torchvision==$TORCHVISION_
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
 PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+# mmcv compiles its CUDA ops when FORCE_CUDA=1 or when torch sees a GPU at build time.
+OPS_KIND=$(FORCE_CUDA=${FORCE_CUDA:-0} "$PY" -c 'import os, torch
+print("cuda" if os.environ["FORCE_CUDA"] == "1" or torch.cuda.is_available() else "cpu")')
 # The torch version is part of the key: a wheel compiled against one torch fails to load
 # (undefined symbols) under another, and pip's own cache does not know that.
 WHEEL_DIR=$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PY_TAG-$OPS_KIND
@@ -91,13 +93,12 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
   grep -q -- '-std=c++17' "$SRC/setup.py" || die "mmcv setup.py no longer contains -std=c++17; update setup_env.sh"
   sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
   # Show ninja's [k/N] progress lines; everything goes to the log.
-  if ! MAX_JOBS=${MAX_JOBS:-$(nproc)} MMCV_WITH_OPS=1 \
-      "${PIP[@]}" wheel -v --no-build-isolation --no-deps -w "$BUILD/dist" "$SRC" 2>&1 \
-      | tee "$BUILD/build.log" \
-      | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]' \
-      | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).*/  mmcv build \1/'; then
-    :
-  fi
+  # A failed build is reported below (no wheel in dist/), with the end of the log.
+  MAX_JOBS=${MAX_JOBS:-$(nproc)} MMCV_WITH_OPS=1 \
+    "${PIP[@]}" wheel -v --no-build-isolation --no-deps -w "$BUILD/dist" "$SRC" 2>&1 \
+    | tee "$BUILD/build.log" \
+    | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]' \
+    | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).*/  mmcv build \1/' || true
   ls "$BUILD"/dist/mmcv-*.whl >/dev/null 2>&1 || { tail -n 40 "$BUILD/build.log" >&2; die "mmcv build failed (log above)"; }
   mkdir -p "$WHEEL_DIR"
   # Copy then rename so that an interrupted copy never leaves a half-written wheel in the cache.

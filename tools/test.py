@@ -9,7 +9,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
-from mmdist.utils import load_run_config, setup_cpu_distributed
+from mmdist.utils import load_run_config, setup_cpu_distributed, validate_checkpoint
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -39,6 +39,7 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
     """Parse the command line and build the test runner."""
     args = parse_args(argv)
     cfg = load_run_config(args.config, args.work_dir, args.launcher, args.cfg_options)
+    validate_checkpoint(args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint
 
     if args.out is not None:

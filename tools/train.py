@@ -9,7 +9,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
-from mmdist.utils import load_run_config, setup_cpu_distributed
+from mmdist.utils import (add_training_hooks, load_run_config, setup_cpu_distributed,
+                          validate_run_checkpoints)
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -74,6 +75,8 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    add_training_hooks(cfg)
+    validate_run_checkpoints(cfg)
     setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)

@@ -11,6 +11,5 @@ model = dict(
     type='mmdist.DetectionDistiller',
     student={{_base_.model}},
     teacher_cfg='mmdet::cascade_rcnn/cascade-mask-rcnn_x101-64x4d_fpn_20e_coco.py',
-    teacher_cfg_options={'model.backbone.init_cfg': None},
     teacher_ckpt=teacher_ckpt,
     loss_cls=dict(type='mmdist.DISTLoss', activation='softmax', tau=1.0, loss_weight=1.0))

@@ -10,6 +10,5 @@ model = dict(
     type='mmdist.DetectionDistiller',
     student={{_base_.model}},
     teacher_cfg='mmdet::fcos/fcos_x101-64x4d_fpn_gn-head_ms-640-800-2x_coco.py',
-    teacher_cfg_options={'model.backbone.init_cfg': None},
     teacher_ckpt=teacher_ckpt,
     loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', tau=1.0, loss_weight=1.0))

@@ -10,8 +10,6 @@ model = dict(
     type='mmdist.DetectionDistiller',
     student={{_base_.model}},
     teacher_cfg='mmdet::retinanet/retinanet_x101-64x4d_fpn_2x_coco.py',
-    # The checkpoint provides every teacher weight: skip the backbone's ImageNet init.
-    teacher_cfg_options={'model.backbone.init_cfg': None},
     teacher_ckpt=teacher_ckpt,
     # RetinaNet classifies with independent sigmoids: correlate per-class sigmoid scores.
     loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', tau=1.0, loss_weight=1.0))

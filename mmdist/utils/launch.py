@@ -1,5 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""What tools/train.py and tools/test.py share: config loading and CPU multi-process setup."""
+"""What tools/train.py and tools/test.py share: config loading, checks made before a run
+starts, the hooks mmdist adds to training, and CPU multi-process setup."""
 import os.path as osp
 from datetime import timedelta
 from typing import Optional
@@ -8,6 +9,12 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
+
+from .checkpoint import validate_checkpoint
+
+#: Hooks every training run through mmdist's tools gets (see docs/run_lifecycle.md).
+TRAINING_HOOKS = ('mmdist.RNGStateHook', 'mmdist.FiniteLossHook')
 
 
 def load_run_config(config: str, work_dir: Optional[str], launcher: str,
@@ -45,3 +52,24 @@ def setup_cpu_distributed(cfg: Config) -> None:
     print_log(f'no CUDA device: distributed run over gloo on CPU (rank '
               f'{torch_dist.get_rank()} of {torch_dist.get_world_size()})', 'current')
 
+
+
+def add_training_hooks(cfg: Config) -> None:
+    """Append :data:`TRAINING_HOOKS` to ``cfg.custom_hooks`` unless already there."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    present = {hook.get('type') for hook in hooks}
+    for hook_type in TRAINING_HOOKS:
+        if hook_type not in present and hook_type.split('.')[-1] not in present:
+            hooks.append(dict(type=hook_type))
+    cfg.custom_hooks = hooks
+
+
+def validate_run_checkpoints(cfg: Config) -> None:
+    """Check the checkpoint a run will load (``load_from`` / resume) before it starts."""
+    if cfg.get('resume', False):
+        path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+        if path is not None:  # no checkpoint yet: mmengine starts from scratch
+            validate_checkpoint(path, '--resume' if cfg.get('load_from') else
+                                f'--resume (latest checkpoint in {cfg.work_dir})')
+    elif cfg.get('load_from'):
+        validate_checkpoint(cfg.load_from, 'load_from')

@@ -10,6 +10,15 @@ from ..utils.input_adapter import TeacherInputAdapter, img_shapes_of
 from ..utils.teacher import ConfigSource, build_teacher
 
 
+def build_component(cfg: dict, key: str) -> nn.Module:
+    """``MODELS.build(cfg)``; an unknown type's error names the config ``key``."""
+    try:
+        return MODELS.build(cfg)
+    except KeyError as err:
+        message = err.args[0] if err.args else str(err)
+        raise KeyError(f'{key}: {message}') from err
+
+
 def _pad_divisor(preprocessor: nn.Module) -> Optional[int]:
     return getattr(preprocessor, 'pad_size_divisor', None) or getattr(
         preprocessor, 'size_divisor', None)
@@ -46,7 +55,7 @@ class BaseDistiller(BaseModel):
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is not None and 'data_preprocessor' not in student:
             student = dict(student, data_preprocessor=data_preprocessor)
-        student_model = MODELS.build(student)
+        student_model = build_component(student, 'model.student')
         super().__init__(data_preprocessor=student_model.data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
         teacher = build_teacher(teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict)

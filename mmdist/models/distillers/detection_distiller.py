@@ -11,7 +11,7 @@ from mmdist.registry import MODELS
 from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
-from .base_distiller import BaseDistiller
+from .base_distiller import BaseDistiller, build_component
 from .feature_mimic import FeatureMimic
 
 #: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
@@ -62,7 +62,7 @@ class DetectionDistiller(BaseDistiller):
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
                          teacher_strict, data_preprocessor, init_cfg)
         self.two_stage = self._check_heads()
-        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_cls = build_component(loss_cls, 'model.loss_cls')
         self._check_cls_activation()
         self.mimic = None
         if mimic is not None:

@@ -11,7 +11,7 @@ from mmdist.registry import MODELS
 from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
-from .base_distiller import BaseDistiller
+from .base_distiller import BaseDistiller, build_component
 
 
 @MODELS.register_module()
@@ -78,7 +78,7 @@ class SegmentationDistiller(BaseDistiller):
 
     @staticmethod
     def _build_softmax_loss(cfg: dict, key: str) -> nn.Module:
-        loss = MODELS.build(cfg)
+        loss = build_component(cfg, key)
         if getattr(loss, 'activation', 'softmax') != 'softmax':
             raise ValueError(f'{key}.activation: segmentation heads classify with softmax, '
                              f'got {loss.activation!r}')

@@ -1,5 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Build a frozen teacher from a config (path, ``pkg::`` path or dict) and a checkpoint."""
+import logging
 import os.path as osp
 from typing import Optional, Union
 
@@ -10,6 +11,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 
 from mmdist.registry import MODELS
+from mmdist.utils.checkpoint import CheckpointError
 
 ConfigSource = Union[str, dict, Config, ConfigDict]
 
@@ -72,16 +74,21 @@ def build_teacher(teacher_cfg: ConfigSource,
     """
     cfg = load_teacher_config(teacher_cfg, cfg_options)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        teacher = MODELS.build(cfg.model)
-    if teacher_ckpt is None:
-        print_log('teacher_ckpt is None: the teacher keeps its initial weights', 'current',
-                  level=30)
-    else:
-        if '://' not in teacher_ckpt and not osp.isfile(teacher_ckpt):
-            raise FileNotFoundError(f'teacher_ckpt: checkpoint {teacher_ckpt!r} does not exist')
         try:
+            teacher = MODELS.build(cfg.model)
+        except KeyError as err:
+            message = err.args[0] if err.args else str(err)
+            raise KeyError(f'teacher_cfg (its `model`): {message}') from err
+    if teacher_ckpt is None:
+        print_log('teacher_ckpt is None: the teacher keeps the weights its constructor made '
+                  '(init_weights is not called)', 'current', level=logging.WARNING)
+    else:
+        try:
+            # mmdist's checkpoint policy: weights_only=True for local paths and URLs.
             load_checkpoint(teacher, teacher_ckpt, map_location='cpu', strict=strict)
-        except RuntimeError as err:
+        except (FileNotFoundError, CheckpointError) as err:
+            raise type(err)(f'teacher_ckpt: {err}') from err
+        except RuntimeError as err:  # missing / unexpected keys with strict loading
             raise RuntimeError(
                 f'teacher_ckpt: {teacher_ckpt!r} does not match the model of teacher_cfg '
                 f'(set teacher_strict=False to load it anyway): {err}') from err

@@ -1,0 +1,5 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
+from .rng_state_hook import RNGStateHook
+
+__all__ = ['FiniteLossHook', 'NonFiniteLossError', 'RNGStateHook']

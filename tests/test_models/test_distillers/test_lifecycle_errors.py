@@ -1,0 +1,69 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast."""
+import pytest
+import torch
+from conftest import load_tool
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner.amp import autocast
+from segmentation_helpers import write_segmentation_configs
+
+from mmdist.registry import MODELS
+
+
+@pytest.fixture(scope='module')
+def seg(tmp_path_factory, cityscapes_root):
+    return write_segmentation_configs(str(tmp_path_factory.mktemp('life')), cityscapes_root,
+                                      'deeplabv3')
+
+
+def build(cfg):
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(cfg.model)
+
+
+def test_unknown_module_names_fail_at_build_time(seg):
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.student.decode_head.type = 'ASPPHeadTypo'
+    with pytest.raises(KeyError, match='model.student: ASPPHeadTypo is not in the mmseg::model'):
+        build(cfg)
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.loss_decode.type = 'mmdist.DISTLos'
+    with pytest.raises(KeyError, match='model.loss_decode: mmdist.DISTLos is not in the'):
+        build(cfg)
+
+
+def test_bf16_autocast_on_cpu(seg):
+    """The AMP path on CPU: networks in bf16, distillation losses in float32."""
+    cfg = Config.fromfile(seg['config'])
+    model = build(cfg)
+    model.train()
+    init_default_scope('mmseg')
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    data = model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
+    seen = {}
+
+    def record_dtype(module, args, output):  # returns None: output unchanged
+        seen.setdefault('teacher_dtype', output.dtype)
+
+    hook = model.teacher.decode_head.conv_seg.register_forward_hook(record_dtype)
+    with autocast(device_type='cpu', dtype=torch.bfloat16):
+        losses = model(**data, mode='loss')
+    hook.remove()
+    assert seen['teacher_dtype'] == torch.bfloat16
+    for key in ('loss_dist_decode', 'loss_dist_aux'):
+        assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key])
+    sum(v for k, v in losses.items() if k.startswith('loss') or '.loss' in k).backward()
+    grad = model.student.decode_head.conv_seg.weight.grad
+    assert grad is not None and torch.isfinite(grad).all()
+
+
+def test_amp_flag_selects_amp_optim_wrapper(seg, tmp_path):
+    runner = load_tool('train').build_runner([
+        seg['config'], '--amp', '--work-dir', str(tmp_path), '--cfg-options',
+        'visualizer.name=amp_flag'
+    ])
+    assert runner.cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert runner.cfg.optim_wrapper.loss_scale == 'dynamic'

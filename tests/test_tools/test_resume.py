@@ -1,0 +1,67 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Resume on torch >= 2.6: interrupted + resumed == uninterrupted, loss for loss."""
+import os.path as osp
+
+import numpy as np
+import pytest
+from conftest import load_tool
+from mmengine.hooks import Hook
+from segmentation_helpers import write_segmentation_configs
+
+from mmdist.utils import CheckpointError
+
+
+class CrashAfter(Hook):
+    """Simulates a killed job: raises after iteration ``n`` (after its checkpoint)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, n):
+        self.n = n
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.n:
+            raise KeyboardInterrupt(f'simulated interruption after iteration {self.n}')
+
+
+def run(config, work_dir, name, *extra, crash_after=None):
+    runner = load_tool('train').build_runner([
+        config, '--work-dir', work_dir, *extra, '--cfg-options', f'visualizer.name={name}',
+        f'experiment_name={name}', 'default_hooks.checkpoint.interval=2'
+    ])
+    if crash_after is not None:
+        runner.register_hook(CrashAfter(crash_after))
+        with pytest.raises(KeyboardInterrupt):
+            runner.train()
+    else:
+        runner.train()
+    return np.asarray(runner.message_hub.get_scalar('train/loss').data[0])
+
+
+def test_resume_gives_the_uninterrupted_losses(tmp_path, cityscapes_root):
+    # PSPNet's decode head has dropout: the resumed run must also restore torch's RNG.
+    cfg = write_segmentation_configs(str(tmp_path), cityscapes_root, 'pspnet')['config']
+    full = run(cfg, str(tmp_path / 'full'), 'resume_full')
+    assert len(full) == 4
+
+    interrupted = str(tmp_path / 'interrupted')
+    run(cfg, interrupted, 'resume_part1', crash_after=2)
+    assert osp.isfile(osp.join(interrupted, 'iter_2.pth'))
+    assert not osp.exists(osp.join(interrupted, 'iter_4.pth'))
+    resumed = run(cfg, interrupted, 'resume_part2', '--resume')
+    assert len(resumed) == 4  # history 1-2 restored from the checkpoint, 3-4 trained
+    np.testing.assert_allclose(resumed[2:], full[2:], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resumed[:2], full[:2])
+
+
+def test_resume_from_a_bad_file_fails_before_training(tmp_path, cityscapes_root):
+    cfg = write_segmentation_configs(str(tmp_path), cityscapes_root, 'pspnet')['config']
+    train = load_tool('train')
+    with pytest.raises(FileNotFoundError, match=r"--resume: checkpoint '.*missing.pth'"):
+        train.build_runner([cfg, '--resume', str(tmp_path / 'missing.pth')])
+    junk = tmp_path / 'junk.pth'
+    junk.write_text('not a checkpoint')
+    with pytest.raises(CheckpointError, match=r"--resume: '.*junk.pth' is not a readable"):
+        train.build_runner([cfg, '--resume', str(junk)])
+    with pytest.raises(CheckpointError, match=r"load_from: '.*junk.pth' is not a readable"):
+        train.build_runner([cfg, '--cfg-options', f'load_from={junk}'])
