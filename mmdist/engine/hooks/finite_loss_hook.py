@@ -3,6 +3,7 @@
 import math
 from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 
 from mmdist.registry import HOOKS
@@ -16,17 +17,19 @@ class NonFiniteLossError(FloatingPointError):
 class FiniteLossHook(Hook):
     """Raise :class:`NonFiniteLossError` when any logged loss term is NaN or infinite.
 
-    It reads the loss values mmengine already logs for the iteration (no extra device
-    synchronisation) and runs before the checkpoint hook, so no checkpoint holding
-    non-finite weights is written after the failing iteration; earlier checkpoints stay.
+    It reads the loss values of the iteration's log (mmengine's runtime-info hook has
+    already synchronised them for logging) and runs before the checkpoint hook, so no
+    checkpoint holding non-finite weights is written after the failing iteration;
+    earlier checkpoints stay.
     """
 
     priority = 'ABOVE_NORMAL'
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
-        bad = {name: float(value) for name, value in (outputs or {}).items()
-               if 'loss' in name and not math.isfinite(float(value))}
+        values = {name: float(value.detach() if torch.is_tensor(value) else value)
+                  for name, value in (outputs or {}).items() if 'loss' in name}
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
         if not bad:
             return
         # Name the terms that went non-finite, not just the total they were summed into.

@@ -2,6 +2,7 @@
 """What every mmdist distiller shares: a trainable student and a frozen, hidden teacher."""
 from typing import Dict, List, Optional, Union
 
+import torch
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
@@ -17,6 +18,23 @@ def build_component(cfg: dict, key: str) -> nn.Module:
     except KeyError as err:
         message = err.args[0] if err.args else str(err)
         raise KeyError(f'{key}: {message}') from err
+
+
+def build_loss(cfg: dict, key: str, activation: str, reason: str) -> nn.Module:
+    """Build a distillation loss and check that it uses ``activation`` (if it has one).
+
+    Args:
+        cfg: the loss config.
+        key: its config key, for messages.
+        activation: what the student's classifier uses (``'softmax'``/``'sigmoid'``).
+        reason: where that activation comes from, for the message.
+    """
+    loss = build_component(cfg, key)
+    used = getattr(loss, 'activation', activation)
+    if used != activation:
+        raise ValueError(f'{key}.activation: {reason} classifies with {activation}, '
+                         f'got activation={used!r}')
+    return loss
 
 
 def _pad_divisor(preprocessor: nn.Module) -> Optional[int]:
@@ -98,6 +116,28 @@ class BaseDistiller(BaseModel):
     def teacher_inputs(self, inputs: Tensor, data_samples: Optional[List]) -> Tensor:
         """The student's batch in the teacher's normalisation (same padding)."""
         return self.teacher_input_adapter(inputs, img_shapes_of(data_samples))
+
+    def predict_teacher(self, inputs: Tensor, data_samples: Optional[List] = None) -> List:
+        """The teacher's own predictions on the student's preprocessed batch.
+
+        Runs the teacher's ``predict`` (its own ``test_cfg``, post-processing and rescaling
+        to the original image) under ``no_grad`` on :meth:`teacher_inputs`. The teacher
+        writes into new data samples that carry only the metainfo of ``data_samples``, so
+        the caller's samples (and the student's predictions in them) are left unchanged.
+
+        Args:
+            inputs: (N, C, H, W) batch from the student's data preprocessor.
+            data_samples: the batch's data samples (their metainfo is used).
+
+        Returns:
+            One data sample per image with the teacher's prediction fields
+            (e.g. ``pred_instances``; ``seg_logits`` and ``pred_sem_seg``).
+        """
+        samples = None if data_samples is None else [
+            type(sample)(metainfo=sample.metainfo) for sample in data_samples
+        ]
+        with torch.no_grad():
+            return self.teacher.predict(self.teacher_inputs(inputs, data_samples), samples)
 
     # ----------------------------------------------------------------- forward modes
     def forward(self,

@@ -11,7 +11,7 @@ from mmdist.registry import MODELS
 from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
-from .base_distiller import BaseDistiller, build_component
+from .base_distiller import BaseDistiller, build_loss
 from .feature_mimic import FeatureMimic
 
 #: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
@@ -62,8 +62,13 @@ class DetectionDistiller(BaseDistiller):
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
                          teacher_strict, data_preprocessor, init_cfg)
         self.two_stage = self._check_heads()
-        self.loss_cls = build_component(loss_cls, 'model.loss_cls')
-        self._check_cls_activation()
+        if self.two_stage:
+            expected = 'softmax'
+            reason = 'the student RoI head (model.student.roi_head.bbox_head.loss_cls)'
+        else:
+            expected = 'sigmoid' if self.student.bbox_head.use_sigmoid_cls else 'softmax'
+            reason = 'the student head (model.student.bbox_head.loss_cls)'
+        self.loss_cls = build_loss(loss_cls, 'model.loss_cls', expected, reason)
         self.mimic = None
         if mimic is not None:
             s_channels, s_levels = self._neck_outputs(self.student, 'model.student.neck')
@@ -121,18 +126,6 @@ class DetectionDistiller(BaseDistiller):
                           list(t_gen.num_base_priors),
                           'model.student.bbox_head.anchor_generator')
         return False
-
-    def _check_cls_activation(self) -> None:
-        """The distillation activation must be the one the student's classifier uses."""
-        if self.two_stage:
-            expected, key = 'softmax', 'model.student.roi_head.bbox_head.loss_cls'
-        else:
-            sigmoid = self.student.bbox_head.use_sigmoid_cls
-            expected, key = ('sigmoid' if sigmoid else 'softmax'), 'model.student.bbox_head.loss_cls'
-        activation = getattr(self.loss_cls, 'activation', expected)
-        if activation != expected:
-            raise ValueError(f'model.loss_cls.activation: the student classifies with '
-                             f'{expected} ({key}), got activation={activation!r}')
 
     @staticmethod
     def _neck_outputs(detector: nn.Module, key: str) -> Tuple[int, int]:

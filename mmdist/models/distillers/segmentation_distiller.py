@@ -11,7 +11,7 @@ from mmdist.registry import MODELS
 from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
-from .base_distiller import BaseDistiller, build_component
+from .base_distiller import BaseDistiller, build_loss
 
 
 @MODELS.register_module()
@@ -48,11 +48,13 @@ class SegmentationDistiller(BaseDistiller):
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
                          teacher_strict, data_preprocessor, init_cfg)
         self._check_head_pair('decode_head', 'model.loss_decode')
-        self.loss_decode = self._build_softmax_loss(loss_decode, 'model.loss_decode')
+        self.loss_decode = build_loss(loss_decode, 'model.loss_decode', 'softmax',
+                                      'the student decode head')
         self.loss_aux = None
         if loss_aux is not None:
             self._check_head_pair('auxiliary_head', 'model.loss_aux')
-            self.loss_aux = self._build_softmax_loss(loss_aux, 'model.loss_aux')
+            self.loss_aux = build_loss(loss_aux, 'model.loss_aux', 'softmax',
+                                       'the student auxiliary head')
 
     # ----------------------------------------------------------------- build-time checks
     def _check_head_pair(self, attr: str, loss_key: str) -> None:
@@ -75,14 +77,6 @@ class SegmentationDistiller(BaseDistiller):
             heads.append(head)
         self._check_equal('num_classes', heads[0].num_classes, heads[1].num_classes,
                           f'model.student.{attr}.num_classes')
-
-    @staticmethod
-    def _build_softmax_loss(cfg: dict, key: str) -> nn.Module:
-        loss = build_component(cfg, key)
-        if getattr(loss, 'activation', 'softmax') != 'softmax':
-            raise ValueError(f'{key}.activation: segmentation heads classify with softmax, '
-                             f'got {loss.activation!r}')
-        return loss
 
     # ----------------------------------------------------------------- training
     def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:

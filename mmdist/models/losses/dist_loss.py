@@ -4,49 +4,158 @@
 Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022.
 The math, shapes and deviations from the official code are in ``docs/losses.md``.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
 from .utils import (autocast_disabled, check_activation, check_logits, check_non_negative,
-                    check_positive, logits_to_probs)
+                    check_positive, compute_dtype, logits_to_probs)
 
 
-def pearson_correlation(x: Tensor, y: Tensor, dim: int, weight: Optional[Tensor] = None,
-                        eps: float = 1e-8) -> Tensor:
-    """Pearson correlation of ``x`` and ``y`` along ``dim``, optionally weighted.
+#: Elements per row block: a (rows x C) float32 block is about 1 MiB, so the few block
+#: temporaries of a step live in cache instead of going through main memory.
+BLOCK_ELEMENTS = 1 << 18
 
-    ``rho = cov(x, y) / max(sqrt(var(x) * var(y)), eps)`` with (weighted) sums, so a
-    constant slice gives ``rho = 0`` with finite gradients.
+
+def _activation_backward(grad_p: Tensor, p: Tensor, activation: str, tau: float) -> Tensor:
+    """``d L / d z`` from ``d L / d p`` for ``p = activation(z / tau)``, in place on grad_p."""
+    if activation == 'softmax':
+        grad_p.sub_((grad_p * p).sum(dim=1, keepdim=True)).mul_(p)
+    else:
+        grad_p.mul_(p - p * p)
+    if tau != 1.0:
+        grad_p.div_(tau)
+    return grad_p
+
+
+def _row_blocks(num_rows: int, num_classes: int):
+    step = max(1, BLOCK_ELEMENTS // max(num_classes, 1))
+    return [(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
+
+
+def _correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
+                 eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """``rho = s_xy / max(sqrt(s_xx s_yy), eps)`` and the gradient coefficients.
+
+    ``d rho / d x_k = w_k (y_k * inv - coef * x_k)`` for centred ``x``, ``y``; ``coef = 0``
+    where the normaliser is clamped (a constant row or column: ``rho = 0``).
+    """
+    product = s_xx * s_yy
+    inv = product.clamp_min(eps * eps).rsqrt()
+    rho = s_xy * inv
+    unclamped = product > eps * eps
+    coef = torch.where(unclamped, rho / s_xx.clamp_min(torch.finfo(s_xx.dtype).tiny),
+                       torch.zeros_like(rho))
+    return rho, inv, coef
+
+
+class _DISTRelations(torch.autograd.Function):
+    """Row and (weighted) column Pearson correlations of activation(z / tau).
+
+    The (N, C) probabilities are computed once and kept for backward; every other step
+    runs over row blocks (:data:`BLOCK_ELEMENTS`), so its temporaries stay in cache and
+    never reach full size. Forward makes two block passes (column means first, so every
+    sum is over exactly centred values) and keeps only vectors. Backward writes each
+    block of ``d L / d z`` directly: ``d rho / d p = w * (y_c * inv - coef * x_c)`` is
+    already centred (no projection pass), and with the saved means it is an affine
+    function of the raw probabilities per row and column.
+    """
+
+    @staticmethod
+    def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
+                activation: str, eps: float) -> Tuple[Tensor, Tensor]:
+        p_s = logits_to_probs(z_s, activation, tau)
+        p_t = logits_to_probs(z_t, activation, tau)
+        num_rows, num_classes = p_s.shape
+        blocks = _row_blocks(num_rows, num_classes)
+        s_xy_r, s_xx_r, s_yy_r, row_mean_s, row_mean_t = (p_s.new_empty(num_rows)
+                                                           for _ in range(5))
+        if weight is None:
+            mean_s, mean_t = p_s.mean(0), p_t.mean(0)
+        else:
+            total = weight.sum().clamp_min(torch.finfo(p_s.dtype).tiny)
+            mean_s, mean_t = weight @ p_s / total, weight @ p_t / total
+        s_xy_c, s_xx_c, s_yy_c = (p_s.new_zeros(num_classes) for _ in range(3))
+        for start, end in blocks:
+            x, y = p_s[start:end], p_t[start:end]
+            # Row statistics of row-centred values.
+            row_mean_s[start:end] = x.mean(1)
+            row_mean_t[start:end] = y.mean(1)
+            x_r = x - row_mean_s[start:end, None]
+            y_r = y - row_mean_t[start:end, None]
+            s_xy_r[start:end] = (x_r * y_r).sum(1)
+            s_xx_r[start:end] = x_r.square_().sum(1)
+            s_yy_r[start:end] = y_r.square_().sum(1)
+            # Column statistics of column-centred values (weighted).
+            x_c = x - mean_s
+            y_c = y - mean_t
+            if weight is not None:
+                y_c_w = y_c * weight[start:end, None]
+                s_xy_c += (x_c * y_c_w).sum(0)
+                s_yy_c += (y_c * y_c_w).sum(0)
+                s_xx_c += (x_c.square_().mul_(weight[start:end, None])).sum(0)
+            else:
+                s_xy_c += (x_c * y_c).sum(0)
+                s_yy_c += y_c.square_().sum(0)
+                s_xx_c += x_c.square_().sum(0)
+        rho_r, inv_r, coef_r = _correlation(s_xy_r, s_xx_r, s_yy_r, eps)
+        rho_c, inv_c, coef_c = _correlation(s_xy_c, s_xx_c, s_yy_c, eps)
+        ctx.save_for_backward(p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s,
+                              mean_t, inv_c, coef_c)
+        ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
+        return rho_r, rho_c
+
+    @staticmethod
+    def backward(ctx, grad_r: Tensor, grad_c: Tensor):
+        (p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s, mean_t, inv_c,
+         coef_c) = ctx.saved_tensors
+        # d L / d p = g_r (inv_r (y - ybar_r) - coef_r (x - xbar_r))
+        #           + w g_c (inv_c (y - ybar_c) - coef_c (x - xbar_c))
+        #           = y * (a_r + w a_c) - x * (b_r + w b_c) + (k_r + w k_c)
+        a_r, b_r = grad_r * inv_r, grad_r * coef_r  # (N,)
+        a_c, b_c = grad_c * inv_c, grad_c * coef_c  # (C,)
+        k_r = b_r * row_mean_s - a_r * row_mean_t
+        k_c = b_c * mean_s - a_c * mean_t
+        grad_z = torch.empty_like(p_s)
+        for start, end in _row_blocks(*p_s.shape):
+            x, y = p_s[start:end], p_t[start:end]
+            if weight is None:
+                w_a, w_b, w_k = a_c, b_c, k_c
+            else:
+                w = weight[start:end, None]
+                w_a, w_b, w_k = w * a_c, w * b_c, w * k_c
+            grad = y * (a_r[start:end, None] + w_a)
+            grad.sub_(x * (b_r[start:end, None] + w_b))
+            grad.add_(k_r[start:end, None] + w_k)
+            grad_z[start:end] = _activation_backward(grad, x, ctx.activation, ctx.tau)
+        return grad_z.to(ctx.logit_dtype), None, None, None, None, None
+
+
+def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
+                   weight: Optional[Tensor] = None, tau: float = 1.0,
+                   activation: str = 'softmax', eps: float = 1e-8) -> Tuple[Tensor, Tensor]:
+    """Pearson correlations of rows and (weighted) columns of ``activation(z / tau)``.
+
+    ``rho(x, y) = cov(x, y) / max(sqrt(var(x) * var(y)), eps)``; a constant row or column
+    has ``rho = 0`` with finite gradients. Gradients flow to the student logits only.
 
     Args:
-        x, y: (N, C) float tensors.
-        dim: 1 correlates each row over its C columns; 0 each column over the N rows.
-        weight: optional non-negative weights of the summed-over entries, shape (N, 1)
-            for ``dim=0`` (per row) or (1, C) for ``dim=1``. 0/1 weights equal computing
-            on the kept subset.
-        eps: lower bound of the normaliser ``sqrt(var(x) * var(y))``.
+        student_logits: (N, C) student logits.
+        teacher_logits: (N, C) teacher logits (no gradient).
+        weight: optional (N,) non-negative row weights (of the compute dtype); the column correlations
+            are weighted Pearson correlations (0/1 weights = computing on the kept rows).
+        tau: temperature.
+        activation: ``'softmax'`` over C, or ``'sigmoid'`` per entry.
+        eps: lower bound of the normaliser.
 
     Returns:
-        Correlations with ``dim`` reduced: (N,) for ``dim=1``, (C,) for ``dim=0``.
+        ``(rho_rows, rho_cols)`` of shapes (N,) and (C,), float32 (float64 for float64
+        logits).
     """
-    if weight is None:
-        x = x - x.mean(dim, keepdim=True)
-        y = y - y.mean(dim, keepdim=True)
-        cov = (x * y).sum(dim)
-        var_x = x.square().sum(dim)
-        var_y = y.square().sum(dim)
-    else:
-        total = weight.sum(dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-        x = x - (weight * x).sum(dim, keepdim=True) / total
-        y = y - (weight * y).sum(dim, keepdim=True) / total
-        weighted_x = weight * x
-        cov = (weighted_x * y).sum(dim)
-        var_x = (weighted_x * x).sum(dim)
-        var_y = (weight * y.square()).sum(dim)
-    return cov * torch.rsqrt((var_x * var_y).clamp_min(eps * eps))
+    return _DISTRelations.apply(student_logits, teacher_logits.detach(), weight, tau,
+                                activation, eps)
 
 
 def dist_loss(student_logits: Tensor,
@@ -80,18 +189,17 @@ def dist_loss(student_logits: Tensor,
     """
     check_logits(student_logits, teacher_logits, weight)
     with autocast_disabled(student_logits):
-        p_s = logits_to_probs(student_logits, activation, tau)
-        p_t = logits_to_probs(teacher_logits.detach(), activation, tau)
+        if weight is not None:
+            weight = weight.detach().to(compute_dtype(student_logits))
+        rho_rows, rho_cols = dist_relations(student_logits, teacher_logits, weight, tau,
+                                            activation, eps)
         if weight is None:
-            inter = 1 - pearson_correlation(p_s, p_t, dim=1, eps=eps).mean()
-            intra = 1 - pearson_correlation(p_s, p_t, dim=0, eps=eps).mean()
+            inter = 1 - rho_rows.mean()
+            intra = 1 - rho_cols.mean()
         else:
-            weight = weight.detach().float()
             total = weight.sum()
-            rho_rows = pearson_correlation(p_s, p_t, dim=1, eps=eps)
             # sum(w * (1 - rho)) / sum(w): exactly 0 (in the graph) when every w is 0.
             inter = (weight * (1 - rho_rows)).sum() / total.clamp_min(1e-12)
-            rho_cols = pearson_correlation(p_s, p_t, dim=0, weight=weight[:, None], eps=eps)
             intra = (1 - rho_cols.mean()) * (total > 0)
         return tau**2 * (inter_loss_weight * inter + intra_loss_weight * intra)
 

@@ -38,8 +38,13 @@ def check_logits(student_logits: Tensor, teacher_logits: Tensor,
                          f'got {tuple(weight.shape)}')
 
 
+def compute_dtype(tensor: Tensor) -> torch.dtype:
+    """The dtype loss math runs in: float64 for float64 inputs, float32 for all others."""
+    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+
+
 def logits_to_probs(logits: Tensor, activation: str, tau: float) -> Tensor:
-    """Float32 probabilities ``softmax(z / tau)`` over C, or element-wise ``sigmoid(z / tau)``.
+    """Probabilities ``softmax(z / tau)`` over C, or element-wise ``sigmoid(z / tau)``.
 
     Args:
         logits: (N, C) logits of any floating dtype.
@@ -47,9 +52,11 @@ def logits_to_probs(logits: Tensor, activation: str, tau: float) -> Tensor:
         tau: temperature.
 
     Returns:
-        (N, C) float32 probabilities.
+        (N, C) probabilities in :func:`compute_dtype` (float32 for fp16/bf16 logits).
     """
-    scaled = logits.float() / tau
+    scaled = logits.to(compute_dtype(logits))
+    if tau != 1.0:
+        scaled = scaled / tau
     if activation == 'softmax':
         return scaled.softmax(dim=1)
     return scaled.sigmoid()

@@ -13,10 +13,14 @@ import torch
 from torch import Tensor, nn
 
 
+#: How OpenMMLab preprocessors name their BGR <-> RGB switch: mmengine/mmdet, mmseg,
+#: mmpretrain.
+CHANNEL_SWITCHES = ('_channel_conversion', 'channel_conversion', 'to_rgb')
+
+
 def _normalization(preprocessor: nn.Module, channels: int):
-    """(mean, std, swaps_channels) of an mmengine/mmdet/mmseg image preprocessor."""
-    swap = bool(getattr(preprocessor, '_channel_conversion',
-                        getattr(preprocessor, 'channel_conversion', False)))
+    """(mean, std, swaps_channels) of an mmengine/mmdet/mmseg/mmpretrain preprocessor."""
+    swap = any(bool(getattr(preprocessor, name, False)) for name in CHANNEL_SWITCHES)
     if getattr(preprocessor, '_enable_normalize', False):
         mean = preprocessor.mean.detach().float().view(-1)
         std = preprocessor.std.detach().float().view(-1)

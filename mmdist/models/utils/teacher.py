@@ -52,6 +52,10 @@ def load_teacher_config(teacher_cfg: ConfigSource,
         cfg.merge_from_dict(cfg_options)
     if 'model' not in cfg:
         raise KeyError(f'{key}: the teacher config has no `model` entry')
+    # mmengine's Runner merges a top-level `data_preprocessor` into the model config
+    # (mmpretrain configs keep the normalisation there); do the same for the teacher.
+    if cfg.get('data_preprocessor') is not None and 'data_preprocessor' not in cfg.model:
+        cfg.model.data_preprocessor = cfg.data_preprocessor
     return cfg
 
 

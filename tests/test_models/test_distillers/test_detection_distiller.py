@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 
+from mmdist.datasets import SHAPE_CLASSES
 from mmdist.models.distillers import DetectionDistiller
 from mmdist.models.utils import dense_to_rows
 from mmdist.registry import MODELS
@@ -174,7 +175,7 @@ def test_roi_teacher_classifies_the_students_sampled_rois(faster):
     assert torch.equal(captured['student_rois'], captured['teacher_rois'])
     sampled = cfg.model.student.train_cfg.rcnn.sampler.num * 2
     assert captured['teacher_rois'].shape[0] == sampled
-    assert captured['teacher_logits'].shape == (sampled, 5)  # 4 classes + background
+    assert captured['teacher_logits'].shape == (sampled, len(SHAPE_CLASSES) + 1)  # + bg
     assert torch.isfinite(losses['loss_dist_cls'])
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
 

@@ -1,11 +1,13 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DISTLoss against an independent scipy reference and in every degenerate case."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
 from scipy import special, stats
 
-from mmdist.models.losses import DISTLoss, dist_loss
+from mmdist.models.losses import DISTLoss, dist_loss, dist_relations
 from mmdist.registry import MODELS
 
 
@@ -49,27 +51,54 @@ def test_inter_and_intra_terms_separately():
     assert only_intra == pytest.approx(reference_dist(z_s, z_t, w_inter=0.0), rel=1e-5)
 
 
-def test_gradcheck_float64():
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('weighted', [False, True])
+def test_relations_match_scipy_and_gradcheck(weighted, activation, monkeypatch):
+    """The blockwise row/column correlations: values vs scipy, custom backward vs finite
+    differences (float64), with blocks smaller than the matrix."""
+    module = importlib.import_module('mmdist.models.losses.dist_loss')  # not the function
+    monkeypatch.setattr(module, 'BLOCK_ELEMENTS', 10)  # 2 rows per block: 4 blocks
     gen = torch.Generator().manual_seed(2)
-    z_s = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    z_t = torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    weight = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 1.0], dtype=torch.float64)
+    z_s = torch.randn(7, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    weight = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    weight = weight if weighted else None
+    rho_rows, rho_cols = dist_relations(z_s, z_t, weight, tau=2.0, activation=activation)
+    act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
+    p_s, p_t = act(z_s.detach().numpy() / 2), act(z_t.numpy() / 2)
+    np.testing.assert_allclose(rho_rows.detach(), [stats.pearsonr(a, b)[0]
+                                                   for a, b in zip(p_s, p_t)], rtol=1e-10)
+    if weighted:
+        # Weighted Pearson written out with numpy.
+        w = weight.numpy()[:, None]
+        xs, xt = p_s - (w * p_s).sum(0) / w.sum(), p_t - (w * p_t).sum(0) / w.sum()
+        expected_cols = (w * xs * xt).sum(0) / np.sqrt((w * xs**2).sum(0) * (w * xt**2).sum(0))
+    else:
+        expected_cols = [stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)]
+    np.testing.assert_allclose(rho_cols.detach(), expected_cols, rtol=1e-10)
+    assert torch.autograd.gradcheck(
+        lambda z: dist_relations(z, z_t, weight, tau=2.0, activation=activation), (z_s, ))
 
-    # The loss computes in float32 by design; gradcheck its float64 math directly.
-    def f64_loss(z, activation):
-        from mmdist.models.losses.dist_loss import pearson_correlation
-        act = (lambda v: v.softmax(1)) if activation == 'softmax' else torch.sigmoid
-        p_s, p_t = act(z / 2.0), act(z_t / 2.0)
-        inter = (weight * (1 - pearson_correlation(p_s, p_t, 1))).sum() / weight.sum()
-        intra = 1 - pearson_correlation(p_s, p_t, 0, weight=weight[:, None]).mean()
-        return 4.0 * (inter + intra)
 
-    for activation in ('softmax', 'sigmoid'):
-        assert torch.autograd.gradcheck(lambda z: f64_loss(z, activation), (z_s, ))
-        # ... and the float64 math is what dist_loss computes (in float32).
-        expected = f64_loss(z_s, activation).item()
-        got = dist_loss(z_s, z_t, weight=weight, tau=2.0, activation=activation).item()
-        assert got == pytest.approx(expected, rel=1e-5)
+def test_gradient_matches_plain_autograd_formula():
+    """The custom backward equals autograd through the textbook formula (float32)."""
+    gen = torch.Generator().manual_seed(12)
+    z_s = torch.randn(300, 19, generator=gen, requires_grad=True)
+    z_t = torch.randn(300, 19, generator=gen)
+    weight = (torch.rand(300, generator=gen) > 0.3).float()
+
+    def textbook(z):
+        p_s, p_t = z.softmax(1), z_t.softmax(1)
+        a, b = p_s - p_s.mean(1, keepdim=True), p_t - p_t.mean(1, keepdim=True)
+        rho_r = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+        keep = weight.bool()
+        c, d = p_s[keep] - p_s[keep].mean(0), p_t[keep] - p_t[keep].mean(0)
+        rho_c = (c * d).sum(0) / (c.norm(dim=0) * d.norm(dim=0))
+        return (weight * (1 - rho_r)).sum() / weight.sum() + 1 - rho_c.mean()
+
+    expected = torch.autograd.grad(textbook(z_s), z_s)[0]
+    got = torch.autograd.grad(dist_loss(z_s, z_t, weight=weight), z_s)[0]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])

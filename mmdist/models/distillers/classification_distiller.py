@@ -1,0 +1,137 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""DIST for mmpretrain 1.x image classifiers: the head's class logits."""
+from typing import Dict, List, Optional
+
+import torch
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.models.heads import ClsHead, MultiLabelClsHead
+from torch import Tensor, nn
+
+from mmdist.registry import MODELS
+from ..utils.recorder import record_calls
+from ..utils.teacher import ConfigSource
+from .base_distiller import BaseDistiller, build_loss
+
+
+@MODELS.register_module()
+class ClassificationDistiller(BaseDistiller):
+    """Distil an mmpretrain ``ImageClassifier`` into another
+    (``type='mmdist.ClassificationDistiller'``).
+
+    ``loss_cls`` compares the (N, C) class logits of the two heads, rows = images,
+    columns = classes. The student's logits are the ones its own ``loss()`` scores
+    (``ClsHead.loss`` calls ``self(feats)``; a forward hook on the head reads them); the
+    teacher runs backbone, neck and head on the same batch under ``torch.no_grad()``.
+
+    Batch augmentations (Mixup, CutMix from the student's ``train_cfg.augments``) run in
+    the student's data preprocessor on normalised images. Both are per-pixel convex
+    combinations or copies, so they commute with the per-channel affine map of
+    :meth:`teacher_inputs`: the teacher sees exactly the mixed images the student sees,
+    in its own normalisation. The mixed soft labels only enter the student's own loss.
+
+    Supported heads: single-label mmpretrain ``ClsHead`` subclasses with a classifier
+    (``num_classes``) that keep ``ClsHead.loss`` and ``ClsHead.predict``, i.e. whose
+    forward output is the logit matrix the loss scores and whose softmax is the
+    prediction: ``LinearClsHead`` (ResNet, MobileNet, Swin, ConvNeXt, ...),
+    ``StackedLinearClsHead``, ``VisionTransformerClsHead``, ``DeiTClsHead``,
+    ``VigClsHead``. Heads trained with a sigmoid loss (``CrossEntropyLoss(use_sigmoid=
+    True)``, e.g. the ResNet strikes back recipes) still predict with softmax and are
+    supported. Multi-label heads (``MultiLabelClsHead``: independent sigmoid scores) and
+    heads with their own loss/predict (ArcFace, Conformer, EfficientFormer) are not.
+
+    Args:
+        student: student classifier config (e.g. ``{{_base_.model}}``).
+        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
+            data_preprocessor: see :class:`BaseDistiller` (the teacher config's
+            top-level ``data_preprocessor``, mmpretrain's place for the normalisation,
+            is merged into its model as mmengine's Runner does).
+        loss_cls: distillation loss on the class logits (``loss_dist_cls``), e.g.
+            ``dict(type='mmdist.DISTLoss', tau=1.0)`` or ``dict(type='mmdist.KDLoss',
+            tau=4.0)``; its activation must be softmax.
+        init_cfg: init config of the distiller's own modules.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher_cfg: ConfigSource,
+                 teacher_ckpt: Optional[str],
+                 loss_cls: dict = dict(type='mmdist.DISTLoss'),
+                 teacher_cfg_options: Optional[dict] = None,
+                 teacher_strict: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
+                         teacher_strict, data_preprocessor, init_cfg)
+        heads = [
+            self._check_classifier(self.student, 'model.student'),
+            self._check_classifier(self.teacher, 'teacher_cfg model')
+        ]
+        self._check_equal('num_classes', heads[0].num_classes, heads[1].num_classes,
+                          'model.student.head.num_classes')
+        self.loss_cls = build_loss(loss_cls, 'model.loss_cls', 'softmax',
+                                   'an mmpretrain single-label head')
+
+    # ----------------------------------------------------------------- build-time checks
+    @staticmethod
+    def _check_classifier(model: nn.Module, key: str) -> ClsHead:
+        """The model's single-label head, or an error naming ``key``."""
+        if not isinstance(model, ImageClassifier):
+            raise TypeError(f'{key}: {type(model).__name__} is not supported; use an '
+                            'mmpretrain ImageClassifier')
+        head = model.head
+        if head is None:
+            raise ValueError(f'{key}.head is None; distillation needs a classification head')
+        kind = type(head).__name__
+        if isinstance(head, MultiLabelClsHead):
+            raise TypeError(f'{key}.head: {kind} is a multi-label head (independent sigmoid '
+                            'scores per class); ClassificationDistiller compares softmax '
+                            'distributions of single-label heads')
+        if not isinstance(head, ClsHead) or not isinstance(getattr(head, 'num_classes', None),
+                                                           int):
+            raise TypeError(f'{key}.head: {kind} has no linear classifier (num_classes); '
+                            'supported heads derive from mmpretrain ClsHead with a classifier, '
+                            'e.g. LinearClsHead')
+        for method in ('loss', 'predict'):
+            if getattr(type(head), method) is not getattr(ClsHead, method):
+                raise TypeError(f'{key}.head: {kind} overrides ClsHead.{method}(), so its '
+                                'forward output is not the logit matrix it is trained and '
+                                'predicts with; this head is not supported')
+        return head
+
+    # ----------------------------------------------------------------- training
+    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_cls``.
+
+        Args:
+            inputs: (N, 3, H, W) batch from the student's data preprocessor (normalised,
+                mixed by the batch augments if any).
+            data_samples: mmpretrain ``DataSample`` list (``gt_label`` or ``gt_score``).
+
+        Returns:
+            The student's losses (``loss``) and ``loss_dist_cls``.
+        """
+        with record_calls({'logits': self.student.head}) as records:
+            losses = self.student.loss(inputs, data_samples)
+        if not records['logits'].called:
+            raise RuntimeError(f'model.student.head: {type(self.student.head).__name__} was not '
+                               'called during the student loss')
+        student_logits = self._logits(records['logits'].output, self.student.head,
+                                      'model.student.head')
+
+        with torch.no_grad():
+            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            teacher_logits = self._logits(self.teacher.head(feats), self.teacher.head,
+                                          'teacher_cfg model.head')
+
+        losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
+        return losses
+
+    @staticmethod
+    def _logits(output, head: ClsHead, key: str) -> Tensor:
+        """Check that a head produced an (N, num_classes) tensor and return it."""
+        if not isinstance(output, Tensor) or output.dim() != 2 \
+                or output.shape[1] != head.num_classes:
+            shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise RuntimeError(f'{key}: {type(head).__name__} returned {shape}, expected '
+                               f'(N, {head.num_classes}) class logits')
+        return output

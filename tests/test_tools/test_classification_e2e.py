@@ -1,0 +1,83 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""End to end on synthetic ImageNet-format data: shipped classification configs, shrunk;
+and the shipped configs checked against mmpretrain's own model zoo metadata."""
+import glob
+import os.path as osp
+
+import mmpretrain
+import pytest
+import yaml
+from classification_helpers import one_cpu_thread  # noqa: F401 (fixture)
+from classification_helpers import CLS_CONFIGS, make_imagenet_shapes, write_classification_configs
+from conftest import REPO
+from e2e_helpers import assert_teacher_is_checkpoint, train_then_test
+from mmengine.config import Config
+
+pytestmark = pytest.mark.usefixtures('one_cpu_thread')
+
+MMPRETRAIN_CONFIGS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
+#: mmpretrain's Swin schedule starts its cosine decay after 20 warm-up epochs; one epoch
+#: here, so keep only the warm-up.
+ONE_EPOCH_WARMUP = ("param_scheduler = [dict(type='LinearLR', start_factor=1e-3, by_epoch=True, "
+                    'begin=0, end=1, convert_to_iter_based=True)]\n')
+
+
+@pytest.fixture(scope='module')
+def imagenet_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('imagenet_shapes'))
+    make_imagenet_shapes(root)
+    return root
+
+
+@pytest.mark.parametrize('shipped, loss_type, batch_augments, extra', [
+    ('dist_resnet34_resnet18_8xb32_in1k', 'DISTLoss', None, ''),
+    ('kd_resnet34_resnet18_8xb32_in1k', 'KDLoss', None, ''),
+    ('dist_resnet50_mobilenet-v2_8xb32_in1k', 'DISTLoss', None, ''),
+    ('dist_swin-large-in21k-pre_swin-tiny_16xb64_in1k', 'DISTLoss', ['Mixup', 'CutMix'],
+     ONE_EPOCH_WARMUP),
+])
+def test_classification_distillation_train_then_test(tmp_path, imagenet_root, shipped,
+                                                     loss_type, batch_augments, extra):
+    paths = write_classification_configs(str(tmp_path), imagenet_root, shipped, extra=extra)
+    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
+                                      ['loss_dist_cls'])
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    assert_teacher_is_checkpoint(runner, paths['teacher_ckpt'])
+    model = runner.model
+    assert type(model.loss_cls).__name__ == loss_type
+    if loss_type == 'KDLoss':
+        assert model.loss_cls.tau == 4.0  # the paper's KD baseline
+    augments = model.data_preprocessor.batch_augments  # Swin-T: mmpretrain's recipe
+    assert ([type(a).__name__ for a in augments.augments] if augments else None) == \
+        batch_augments
+
+
+def _zoo_entries(config: str):
+    """mmpretrain metafile entries whose ``Config`` is ``configs/<config>``."""
+    folder = osp.dirname(config)
+    with open(osp.join(MMPRETRAIN_CONFIGS, folder, 'metafile.yml'), encoding='utf-8') as f:
+        models = yaml.safe_load(f)['Models']
+    return [m for m in models if m.get('Config') == f'configs/{config}']
+
+
+def test_shipped_configs_match_mmpretrain_zoo_and_metafile():
+    """Every teacher checkpoint URL is the Weights mmpretrain's metafile gives for the
+    teacher config; the dist_cls metafile lists exactly the shipped configs and
+    model-index.yml imports it."""
+    shipped = sorted(glob.glob(osp.join(CLS_CONFIGS, '*.py')))
+    assert len(shipped) == 10
+    for path in shipped:
+        cfg = Config.fromfile(path)
+        assert cfg.model.type == 'mmdist.ClassificationDistiller', path
+        scope, teacher = cfg.model.teacher_cfg.split('::')
+        assert scope == 'mmpretrain', path
+        weights = {m['Weights'] for m in _zoo_entries(teacher)}
+        assert cfg.model.teacher_ckpt in weights, (path, weights)
+        assert cfg.model.student.type == 'ImageClassifier'
+        assert cfg.model.student.head.num_classes == cfg.data_preprocessor.num_classes == 1000
+
+    with open(osp.join(CLS_CONFIGS, 'metafile.yml'), encoding='utf-8') as f:
+        listed = [m['Config'] for m in yaml.safe_load(f)['Models']]
+    assert sorted(listed) == [osp.relpath(p, REPO) for p in shipped]
+    with open(osp.join(REPO, 'model-index.yml'), encoding='utf-8') as f:
+        assert 'configs/dist_cls/metafile.yml' in yaml.safe_load(f)['Import']
