@@ -7,59 +7,15 @@ shipped distillation config and override only sizes, data paths and the schedule
 import os.path as osp
 from typing import Dict
 
-import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from mmdist.datasets import SHAPE_CLASSES
-from mmdist.registry import MODELS
+from mmdist.testing import (save_teacher_checkpoint, tiny_resnet, tiny_retinanet,  # noqa: F401
+                            tiny_two_stage, write_config)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = osp.join(REPO, 'configs', 'dist_det')
 IMG_SIZE = 64
-
-
-def tiny_resnet(base_channels: int) -> dict:
-    """A ResNet-18 with ``base_channels`` stem width and no pretrained init."""
-    return dict(_delete_=True, type='ResNet', depth=18, base_channels=base_channels,
-                num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=-1,
-                norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
-                style='pytorch', init_cfg=None)
-
-
-def tiny_fpn(base_channels: int, out_channels: int) -> dict:
-    return dict(in_channels=[base_channels * 2**i for i in range(4)],
-                out_channels=out_channels)
-
-
-def tiny_retinanet(base_channels: int, width: int) -> dict:
-    return dict(backbone=tiny_resnet(base_channels), neck=tiny_fpn(base_channels, width),
-                bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
-                               feat_channels=width, stacked_convs=1))
-
-
-def tiny_two_stage(cfg: Config, base_channels: int, width: int) -> None:
-    """Shrink a Faster / Cascade (Mask) R-CNN model config in place."""
-    model = cfg.model
-    model.backbone = {k: v for k, v in tiny_resnet(base_channels).items() if k != '_delete_'}
-    model.neck.update(tiny_fpn(base_channels, width))
-    model.rpn_head.update(in_channels=width, feat_channels=width)
-    roi = model.roi_head
-    roi.bbox_roi_extractor.out_channels = width
-    heads = roi.bbox_head if isinstance(roi.bbox_head, list) else [roi.bbox_head]
-    for head in heads:
-        head.update(in_channels=width, fc_out_channels=32, num_classes=len(SHAPE_CLASSES))
-    if 'mask_head' in roi:
-        roi.mask_roi_extractor.out_channels = width
-        roi.mask_head.update(in_channels=width, conv_out_channels=width,
-                             num_classes=len(SHAPE_CLASSES))
-    # Few proposals and samples keep the CPU step short.
-    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=64)
-    samplers = model.train_cfg.rcnn if isinstance(model.train_cfg.rcnn, list) else [
-        model.train_cfg.rcnn]
-    for rcnn in samplers:
-        rcnn.sampler.num = 32
-    model.test_cfg.rpn.update(nms_pre=200, max_per_img=64)
 
 
 def data_overrides(coco_root: str, batch_size: int = 2) -> str:
@@ -100,12 +56,6 @@ randomness = dict(seed=0)
 '''
 
 
-def write_config(path: str, text: str) -> str:
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
-    return path
-
-
 def write_retinanet_configs(tmp: str, coco_root: str) -> Dict[str, str]:
     """Tiny teacher config + checkpoint and a test config inheriting the shipped one."""
     teacher_cfg = write_config(
@@ -142,15 +92,3 @@ def write_faster_rcnn_configs(tmp: str, coco_root: str) -> Dict[str, str]:
         f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
         data_overrides(coco_root))
     return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
-
-
-def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
-                            scope: str = 'mmdet') -> str:
-    """Build the teacher config's model with a fixed seed and save a plain checkpoint."""
-    cfg = Config.fromfile(teacher_cfg)
-    torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
-    return path

@@ -3,22 +3,12 @@
 import os.path as osp
 from typing import Dict
 
-from detection_helpers import save_teacher_checkpoint, write_config
 from mmengine.config import Config
+
+from mmdist.testing import save_teacher_checkpoint, shrink_segmentor, write_config  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIGS = osp.join(REPO, 'configs', 'dist_seg')
-CROP = (32, 64)
-
-
-def shrink_segmentor(cfg: Config, width: int) -> None:
-    """Shrink an mmseg ResNetV1c-d8 EncoderDecoder (DeepLabV3 / PSPNet) in place."""
-    model = cfg.model
-    model.pretrained = None
-    model.backbone.update(depth=18, stem_channels=width, base_channels=width, init_cfg=None)
-    model.data_preprocessor.size = CROP
-    model.decode_head.update(in_channels=width * 8, channels=width * 2)
-    model.auxiliary_head.update(in_channels=width * 4, channels=width)
 
 
 def data_overrides(root: str) -> str:

@@ -1,0 +1,87 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Tiny versions of the shipped models, for tests and CPU benchmarks.
+
+They shrink stock OpenMMLab model configs in place (ResNet-18 of a few channels, small
+necks and heads, no pretrained weights) so a training step takes well under a second on
+a CPU, while keeping every module type of the real model.
+"""
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from mmdist.datasets import SHAPE_CLASSES
+from mmdist.registry import MODELS
+
+#: Crop (height, width) of the tiny segmentation models.
+SEG_CROP = (32, 64)
+
+
+def tiny_resnet(base_channels: int) -> dict:
+    """A ResNet-18 with ``base_channels`` stem width and no pretrained init."""
+    return dict(_delete_=True, type='ResNet', depth=18, base_channels=base_channels,
+                num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=-1,
+                norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
+                style='pytorch', init_cfg=None)
+
+
+def tiny_fpn(base_channels: int, out_channels: int) -> dict:
+    return dict(in_channels=[base_channels * 2**i for i in range(4)],
+                out_channels=out_channels)
+
+
+def tiny_retinanet(base_channels: int, width: int) -> dict:
+    return dict(backbone=tiny_resnet(base_channels), neck=tiny_fpn(base_channels, width),
+                bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
+                               feat_channels=width, stacked_convs=1))
+
+
+def tiny_two_stage(cfg: Config, base_channels: int, width: int) -> None:
+    """Shrink a Faster / Cascade (Mask) R-CNN model config in place."""
+    model = cfg.model
+    model.backbone = {k: v for k, v in tiny_resnet(base_channels).items() if k != '_delete_'}
+    model.neck.update(tiny_fpn(base_channels, width))
+    model.rpn_head.update(in_channels=width, feat_channels=width)
+    roi = model.roi_head
+    roi.bbox_roi_extractor.out_channels = width
+    heads = roi.bbox_head if isinstance(roi.bbox_head, list) else [roi.bbox_head]
+    for head in heads:
+        head.update(in_channels=width, fc_out_channels=32, num_classes=len(SHAPE_CLASSES))
+    if 'mask_head' in roi:
+        roi.mask_roi_extractor.out_channels = width
+        roi.mask_head.update(in_channels=width, conv_out_channels=width,
+                             num_classes=len(SHAPE_CLASSES))
+    # Few proposals and samples keep the CPU step short.
+    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=64)
+    samplers = model.train_cfg.rcnn if isinstance(model.train_cfg.rcnn, list) else [
+        model.train_cfg.rcnn]
+    for rcnn in samplers:
+        rcnn.sampler.num = 32
+    model.test_cfg.rpn.update(nms_pre=200, max_per_img=64)
+
+
+def shrink_segmentor(cfg: Config, width: int) -> None:
+    """Shrink an mmseg ResNetV1c-d8 EncoderDecoder (DeepLabV3 / PSPNet) in place."""
+    model = cfg.model
+    model.pretrained = None
+    model.backbone.update(depth=18, stem_channels=width, base_channels=width, init_cfg=None)
+    model.data_preprocessor.size = SEG_CROP
+    model.decode_head.update(in_channels=width * 8, channels=width * 2)
+    model.auxiliary_head.update(in_channels=width * 4, channels=width)
+
+
+def write_config(path: str, text: str) -> str:
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+    return path
+
+
+def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
+                            scope: str = 'mmdet') -> str:
+    """Build the teacher config's model with a fixed seed and save a plain checkpoint."""
+    cfg = Config.fromfile(teacher_cfg)
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
+    return path

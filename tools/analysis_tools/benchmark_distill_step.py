@@ -1,0 +1,216 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""One training step on CPU, side by side: student alone, teacher forward, mmdist, naive.
+
+    python tools/analysis_tools/benchmark_distill_step.py [--repeat 7] [--models retinanet ...]
+
+For a tiny RetinaNet, Faster R-CNN (Cascade R-CNN teacher: the shipped Cascade Mask
+R-CNN without its mask branch, as the synthetic data has no masks) and PSPNet (DeepLabV3
+teacher) built from the shipped distillation configs (shrunk with ``mmdist.testing``) on
+a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
+
+- ``student``: the student's own loss, backward and SGD step;
+- ``teacher``: the teacher's plain tensor-mode forward (``mode='tensor'``) under no_grad;
+- ``mmdist``: the distiller's training step (student step + what distillation needs);
+- ``naive``: a distillation step in which the teacher runs its full loss-mode forward
+  (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the same
+  distillation losses;
+
+and prints ``mmdist / (student + teacher)`` and ``mmdist / naive``.
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope, init_default_scope
+
+from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
+from mmdist.models.utils.recorder import record_calls
+from mmdist.registry import MODELS
+from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = {
+    'retinanet': 'configs/dist_det/dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py',
+    'faster_rcnn':
+    'configs/dist_det/dist_cascade-mask-rcnn-x101-64x4d_faster-rcnn-r50_fpn_2x_coco.py',
+    'pspnet': 'configs/dist_seg/dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-'
+              '512x1024.py',
+}
+SCOPES = {'retinanet': 'mmdet', 'faster_rcnn': 'mmdet', 'pspnet': 'mmseg'}
+
+
+def _load(path_or_text: str) -> Config:
+    if path_or_text.endswith('.py'):
+        return Config.fromfile(os.path.join(REPO, path_or_text))
+    return Config.fromstring(path_or_text, '.py')
+
+
+def build_distiller(name: str, data_root: str):
+    """The shipped config's distiller with a tiny student (width 8) and teacher (16)."""
+    cfg = _load(CONFIGS[name])
+    if name == 'retinanet':
+        student = Config(dict(model=cfg.model.student))
+        student.merge_from_dict({'model': tiny_retinanet(8, 16)})
+        teacher = _load("_base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py']\n")
+        teacher.merge_from_dict({'model': tiny_retinanet(16, 32)})
+    elif name == 'faster_rcnn':
+        student = Config(dict(model=cfg.model.student))
+        tiny_two_stage(student, 8, 16)
+        teacher = _load(f"_base_ = ['{cfg.model.teacher_cfg}']\n")
+        tiny_two_stage(teacher, 16, 32)
+        # The synthetic boxes have no masks, which the naive teacher's loss would need:
+        # benchmark a Cascade R-CNN teacher (the mask branch never runs in mmdist anyway).
+        teacher.model.roi_head.mask_roi_extractor = None
+        teacher.model.roi_head.mask_head = None
+    else:
+        student = Config(dict(model=cfg.model.student))
+        shrink_segmentor(student, 8)
+        teacher = _load(f"_base_ = ['{cfg.model.teacher_cfg}']\n")
+        shrink_segmentor(teacher, 16)
+    teacher_file = os.path.join(data_root, f'teacher_{name}.py')
+    teacher.dump(teacher_file)
+    cfg.model.student = student.model
+    cfg.model.teacher_cfg = teacher_file
+    cfg.model.teacher_ckpt = None
+    with DefaultScope.overwrite_default_scope(SCOPES[name]):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.train(), cfg
+
+
+def make_batch(name: str, cfg: Config, data_root: str, model) -> dict:
+    """A preprocessed batch of 2 synthetic images through the stock dataset pipeline."""
+    init_default_scope(SCOPES[name])
+    if SCOPES[name] == 'mmdet':
+        make_coco_shapes(data_root, {'train': 2}, image_size=(128, 128))
+        from mmdet.registry import DATASETS
+        dataset = cfg.train_dataloader.dataset
+        dataset.update(data_root=data_root + '/', ann_file='annotations/instances_train.json',
+                       data_prefix=dict(img='images/train/'),
+                       metainfo=dict(classes=SHAPE_CLASSES))
+        dataset.pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs')
+        ]
+    else:
+        make_cityscapes_shapes(data_root, {'train': 2}, image_size=(64, 128))
+        from mmseg.registry import DATASETS
+        dataset = cfg.train_dataloader.dataset
+        dataset.update(data_root=data_root)
+        dataset.pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations'),
+            dict(type='PackSegInputs')
+        ]
+    built = DATASETS.build(dataset)
+    return model.data_preprocessor(pseudo_collate([built[0], built[1]]), True)
+
+
+def naive_loss(model, data) -> dict:
+    """Distillation where the teacher runs its whole loss-mode forward (MMRazor 1.x style)."""
+    inputs, samples = data['inputs'], data['data_samples']
+    teacher = model.teacher
+    with torch.no_grad():
+        t_inputs = model.teacher_inputs(inputs, samples)
+        if hasattr(teacher, 'decode_head'):
+            watched = {'decode': teacher.decode_head.conv_seg}
+            if model.loss_aux is not None:
+                watched['aux'] = teacher.auxiliary_head.conv_seg
+        elif getattr(model, 'two_stage', False):
+            watched = {'neck': teacher.neck}
+        else:
+            watched = {'logits': teacher.bbox_head}
+        with record_calls(watched) as t_rec:
+            teacher.loss(t_inputs, samples)
+    student = model.student
+    if hasattr(student, 'decode_head'):
+        with record_calls({'decode': student.decode_head.conv_seg,
+                           'aux': student.auxiliary_head.conv_seg}) as s_rec:
+            losses = student.loss(inputs, samples)
+        s_out = s_rec['decode'].output
+        valid = model._valid_pixels(samples, s_out.shape[-2:])
+        losses['loss_dist_decode'] = model._pixel_loss(model.loss_decode, s_out,
+                                                       t_rec['decode'].output, valid)
+        if model.loss_aux is not None:
+            losses['loss_dist_aux'] = model._pixel_loss(model.loss_aux, s_rec['aux'].output,
+                                                        t_rec['aux'].output, valid)
+    elif model.two_stage:
+        with record_calls({'rois': student.roi_head.bbox_roi_extractor,
+                           'logits': student.roi_head.bbox_head}) as s_rec:
+            losses = student.loss(inputs, samples)
+        with torch.no_grad():  # same RoIs needed: classify them on the recorded features
+            t_logits = model._teacher_roi_logits(t_rec['neck'].output, s_rec['rois'].args[1])
+        losses['loss_dist_cls'] = model.loss_cls(s_rec['logits'].output[0], t_logits)
+    else:
+        with record_calls({'logits': student.bbox_head}) as s_rec:
+            losses = student.loss(inputs, samples)
+        losses['loss_dist_cls'] = model._dense_loss(s_rec['logits'].output[0],
+                                                    t_rec['logits'].output[0], samples)
+    return losses
+
+
+def total(losses: dict) -> torch.Tensor:
+    return sum(v for k, vs in losses.items() if 'loss' in k
+               for v in (vs if isinstance(vs, list) else [vs]))
+
+
+def benchmark(name: str, repeat: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        model, cfg = build_distiller(name, tmp)
+        data = make_batch(name, cfg, tmp, model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def train_step(loss_fn):
+        optimizer.zero_grad()
+        total(loss_fn()).backward()
+        optimizer.step()
+
+    def teacher_forward():
+        with torch.no_grad():
+            model.teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
+                          data['data_samples'], mode='tensor')
+
+    variants = {
+        'student': lambda: train_step(lambda: model.student.loss(data['inputs'],
+                                                                 data['data_samples'])),
+        'teacher': teacher_forward,
+        'mmdist': lambda: train_step(lambda: model.loss(data['inputs'], data['data_samples'])),
+        'naive': lambda: train_step(lambda: naive_loss(model, data)),
+    }
+    times = {key: [] for key in variants}
+    for key, fn in variants.items():  # warm-up
+        fn()
+    for _ in range(repeat):
+        for key, fn in variants.items():  # interleaved: load changes hit all alike
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeat', type=int, default=7)
+    parser.add_argument('--models', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
+    args = parser.parse_args()
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'{os.cpu_count()} cores; median of {args.repeat} interleaved steps')
+    print(f'{"model":<12}{"student":>10}{"teacher":>10}{"mmdist":>10}{"naive":>10}'
+          f'{"mmdist/(s+t)":>14}{"mmdist/naive":>14}')
+    for name in args.models:
+        t = benchmark(name, args.repeat)
+        print(f'{name:<12}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in
+                                      ('student', 'teacher', 'mmdist', 'naive')) +
+              f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
+              f'{t["mmdist"] / t["naive"]:>14.3f}')
+
+
+if __name__ == '__main__':
+    main()
