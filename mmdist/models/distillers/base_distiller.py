@@ -76,7 +76,13 @@ class BaseDistiller(BaseModel):
         student_model = build_component(student, 'model.student')
         super().__init__(data_preprocessor=student_model.data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
-        teacher = build_teacher(teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict)
+        # Building the teacher must not advance the global RNG: with the same seed, the
+        # student then gets exactly the initial weights it gets when trained alone
+        # (init_weights runs after this constructor), so a baseline and a distilled run
+        # differ only by the distillation loss.
+        with torch.random.fork_rng(devices=[]):
+            teacher = build_teacher(teacher_cfg, teacher_ckpt, teacher_cfg_options,
+                                    teacher_strict)
         # A plain attribute, not a registered submodule (see the class docstring).
         object.__setattr__(self, 'teacher', teacher)
         self._check_padding()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
+from .kd_loss import kd_loss_per_row
 from .utils import (autocast_disabled, check_activation, check_logits, check_non_negative,
                     check_positive, compute_dtype, logits_to_probs)
 
@@ -52,7 +53,8 @@ def _correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
 
 
 class _DISTRelations(torch.autograd.Function):
-    """Row and (weighted) column Pearson correlations of activation(z / tau).
+    """Row and (weighted) column Pearson correlations of activation(z / tau), and the
+    teacher's largest probability per class over the rows of positive weight.
 
     The (N, C) probabilities are computed once and kept for backward; every other step
     runs over row blocks (:data:`BLOCK_ELEMENTS`), so its temporaries stay in cache and
@@ -77,9 +79,11 @@ class _DISTRelations(torch.autograd.Function):
         else:
             total = weight.sum().clamp_min(torch.finfo(p_s.dtype).tiny)
             mean_s, mean_t = weight @ p_s / total, weight @ p_t / total
-        s_xy_c, s_xx_c, s_yy_c = (p_s.new_zeros(num_classes) for _ in range(3))
+        s_xy_c, s_xx_c, s_yy_c, teacher_max = (p_s.new_zeros(num_classes) for _ in range(4))
         for start, end in blocks:
             x, y = p_s[start:end], p_t[start:end]
+            valid_y = y if weight is None else y * (weight[start:end, None] > 0)
+            torch.maximum(teacher_max, valid_y.amax(0), out=teacher_max)
             # Row statistics of row-centred values.
             row_mean_s[start:end] = x.mean(1)
             row_mean_t[start:end] = y.mean(1)
@@ -105,10 +109,11 @@ class _DISTRelations(torch.autograd.Function):
         ctx.save_for_backward(p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s,
                               mean_t, inv_c, coef_c)
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
-        return rho_r, rho_c
+        ctx.mark_non_differentiable(teacher_max)
+        return rho_r, rho_c, teacher_max
 
     @staticmethod
-    def backward(ctx, grad_r: Tensor, grad_c: Tensor):
+    def backward(ctx, grad_r: Tensor, grad_c: Tensor, _grad_max: Optional[Tensor]):
         (p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s, mean_t, inv_c,
          coef_c) = ctx.saved_tensors
         # d L / d p = g_r (inv_r (y - ybar_r) - coef_r (x - xbar_r))
@@ -135,7 +140,8 @@ class _DISTRelations(torch.autograd.Function):
 
 def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
                    weight: Optional[Tensor] = None, tau: float = 1.0,
-                   activation: str = 'softmax', eps: float = 1e-8) -> Tuple[Tensor, Tensor]:
+                   activation: str = 'softmax',
+                   eps: float = 1e-8) -> Tuple[Tensor, Tensor, Tensor]:
     """Pearson correlations of rows and (weighted) columns of ``activation(z / tau)``.
 
     ``rho(x, y) = cov(x, y) / max(sqrt(var(x) * var(y)), eps)``; a constant row or column
@@ -151,8 +157,9 @@ def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
         eps: lower bound of the normaliser.
 
     Returns:
-        ``(rho_rows, rho_cols)`` of shapes (N,) and (C,), float32 (float64 for float64
-        logits).
+        ``(rho_rows, rho_cols, teacher_max)`` of shapes (N,), (C,), (C,), float32
+        (float64 for float64 logits); ``teacher_max[c]`` is the teacher's largest
+        probability of class c over the rows of positive weight (no gradient).
     """
     return _DISTRelations.apply(student_logits, teacher_logits.detach(), weight, tau,
                                 activation, eps)
@@ -165,7 +172,9 @@ def dist_loss(student_logits: Tensor,
               intra_loss_weight: float = 1.0,
               tau: float = 1.0,
               activation: str = 'softmax',
-              eps: float = 1e-8) -> Tensor:
+              eps: float = 1e-8,
+              kl_weight: float = 0.0,
+              intra_class_threshold: Optional[float] = None) -> Tensor:
     """DIST loss between two (N, C) logit matrices (rows = samples, columns = classes).
 
     ``L = tau^2 * (w_inter * (1 - mean_i rho(p_s[i, :], p_t[i, :]))
@@ -182,6 +191,12 @@ def dist_loss(student_logits: Tensor,
         tau: temperature.
         activation: ``'softmax'`` over C, or ``'sigmoid'`` per entry.
         eps: lower bound of the correlation's normaliser.
+        kl_weight: lambda of the optional KL anchor ``+ lambda * tau^2 * KL(p_t || p_s)``
+            (weighted mean over rows), which transfers the teacher's confidence level that
+            Pearson correlation ignores.
+        intra_class_threshold: if set, the intra-class term averages only over classes the
+            teacher gives at least this probability somewhere in the (valid) batch;
+            classes absent from the batch are left out instead of fitting noise.
 
     Returns:
         Scalar float32 loss. With no row of positive weight it is a zero that still
@@ -191,17 +206,32 @@ def dist_loss(student_logits: Tensor,
     with autocast_disabled(student_logits):
         if weight is not None:
             weight = weight.detach().to(compute_dtype(student_logits))
-        rho_rows, rho_cols = dist_relations(student_logits, teacher_logits, weight, tau,
-                                            activation, eps)
+        rho_rows, rho_cols, teacher_max = dist_relations(student_logits, teacher_logits,
+                                                         weight, tau, activation, eps)
+        if intra_class_threshold is None:
+            intra_rho = rho_cols.mean()
+        else:
+            present = (teacher_max >= intra_class_threshold).to(rho_cols.dtype)
+            # Mean over present classes; 0 (1 - 1) when no class is present.
+            intra_rho = (rho_cols * present).sum() / present.sum().clamp_min(1) + (
+                present.sum() == 0).to(rho_cols.dtype)
         if weight is None:
             inter = 1 - rho_rows.mean()
-            intra = 1 - rho_cols.mean()
+            intra = 1 - intra_rho
         else:
             total = weight.sum()
             # sum(w * (1 - rho)) / sum(w): exactly 0 (in the graph) when every w is 0.
             inter = (weight * (1 - rho_rows)).sum() / total.clamp_min(1e-12)
-            intra = (1 - rho_cols.mean()) * (total > 0)
-        return tau**2 * (inter_loss_weight * inter + intra_loss_weight * intra)
+            intra = (1 - intra_rho) * (total > 0)
+        loss = inter_loss_weight * inter + intra_loss_weight * intra
+        if kl_weight > 0:
+            kl = kd_loss_per_row(student_logits, teacher_logits, tau, activation) / tau**2
+            if weight is None:
+                kl = kl.mean()
+            else:
+                kl = (weight * kl).sum() / weight.sum().clamp_min(1e-12)
+            loss = loss + kl_weight * kl
+        return tau**2 * loss
 
 
 @MODELS.register_module()
@@ -217,6 +247,9 @@ class DISTLoss(nn.Module):
             classes, segmentation) or ``'sigmoid'`` (independent per-class probabilities
             of dense sigmoid detection heads such as RetinaNet, FCOS, ATSS, GFL).
         eps: lower bound of the correlation's normaliser.
+        kl_weight: weight lambda of an optional KL anchor (DIST + lambda * KD); 0 = off.
+        intra_class_threshold: leave classes the teacher never gives this probability in
+            the batch out of the intra-class term; None = all classes (the paper).
 
     Unlike mmdet's element-wise losses, DIST has no ``avg_factor`` or ``reduction``:
     both terms are means of correlations, normalised by construction.
@@ -228,7 +261,9 @@ class DISTLoss(nn.Module):
                  tau: float = 1.0,
                  loss_weight: float = 1.0,
                  activation: str = 'softmax',
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8,
+                 kl_weight: float = 0.0,
+                 intra_class_threshold: Optional[float] = None) -> None:
         super().__init__()
         self.inter_loss_weight = check_non_negative('inter_loss_weight', inter_loss_weight)
         self.intra_loss_weight = check_non_negative('intra_loss_weight', intra_loss_weight)
@@ -236,6 +271,11 @@ class DISTLoss(nn.Module):
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self.activation = check_activation(activation)
         self.eps = check_positive('eps', eps)
+        self.kl_weight = check_non_negative('kl_weight', kl_weight)
+        if intra_class_threshold is not None and not 0 <= intra_class_threshold <= 1:
+            raise ValueError('intra_class_threshold must be None or in [0, 1], got '
+                             f'{intra_class_threshold!r}')
+        self.intra_class_threshold = intra_class_threshold
 
     def forward(self,
                 student_logits: Tensor,
@@ -259,9 +299,13 @@ class DISTLoss(nn.Module):
             intra_loss_weight=self.intra_loss_weight,
             tau=self.tau,
             activation=self.activation,
-            eps=self.eps)
+            eps=self.eps,
+            kl_weight=self.kl_weight,
+            intra_class_threshold=self.intra_class_threshold)
 
     def extra_repr(self) -> str:
         return (f'inter_loss_weight={self.inter_loss_weight}, '
                 f'intra_loss_weight={self.intra_loss_weight}, tau={self.tau}, '
-                f'loss_weight={self.loss_weight}, activation={self.activation!r}')
+                f'loss_weight={self.loss_weight}, activation={self.activation!r}, '
+                f'kl_weight={self.kl_weight}, '
+                f'intra_class_threshold={self.intra_class_threshold}')

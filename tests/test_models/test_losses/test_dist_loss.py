@@ -63,7 +63,8 @@ def test_relations_match_scipy_and_gradcheck(weighted, activation, monkeypatch):
     z_t = torch.randn(7, 5, generator=gen, dtype=torch.float64)
     weight = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
     weight = weight if weighted else None
-    rho_rows, rho_cols = dist_relations(z_s, z_t, weight, tau=2.0, activation=activation)
+    rho_rows, rho_cols, teacher_max = dist_relations(z_s, z_t, weight, tau=2.0,
+                                                     activation=activation)
     act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
     p_s, p_t = act(z_s.detach().numpy() / 2), act(z_t.numpy() / 2)
     np.testing.assert_allclose(rho_rows.detach(), [stats.pearsonr(a, b)[0]
@@ -76,8 +77,10 @@ def test_relations_match_scipy_and_gradcheck(weighted, activation, monkeypatch):
     else:
         expected_cols = [stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)]
     np.testing.assert_allclose(rho_cols.detach(), expected_cols, rtol=1e-10)
+    kept = p_t if weight is None else p_t[weight.numpy() > 0]
+    np.testing.assert_allclose(teacher_max, kept.max(0), rtol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda z: dist_relations(z, z_t, weight, tau=2.0, activation=activation), (z_s, ))
+        lambda z: dist_relations(z, z_t, weight, tau=2.0, activation=activation)[:2], (z_s, ))
 
 
 def test_gradient_matches_plain_autograd_formula():
@@ -221,3 +224,35 @@ def test_build_from_registry_and_bad_arguments():
         DISTLoss()(torch.randn(4, 3), torch.randn(4, 5))
     with pytest.raises(ValueError, match=r'weight must have shape \(N,\)'):
         DISTLoss()(torch.randn(4, 3), torch.randn(4, 3), weight=torch.ones(3))
+
+
+# ---------------------------------------------------------------- options for weak DIST
+def test_kl_anchor_adds_weighted_kd():
+    gen = torch.Generator().manual_seed(21)
+    z_s, z_t = torch.randn(40, 6, generator=gen), torch.randn(40, 6, generator=gen)
+    weight = (torch.arange(40) % 4 != 0).float()
+    keep = weight.bool().numpy()
+    p_s, p_t = special.softmax(z_s.numpy() / 2, 1), special.softmax(z_t.numpy() / 2, 1)
+    kl = np.mean([stats.entropy(t, s) for s, t in zip(p_s[keep], p_t[keep])])
+    plain = dist_loss(z_s, z_t, weight=weight, tau=2.0).item()
+    anchored = dist_loss(z_s, z_t, weight=weight, tau=2.0, kl_weight=0.5).item()
+    assert anchored - plain == pytest.approx(4.0 * 0.5 * kl, rel=1e-5)
+
+
+def test_class_aware_intra_term_leaves_absent_classes_out():
+    gen = torch.Generator().manual_seed(22)
+    z_s, z_t = torch.randn(50, 5, generator=gen), torch.randn(50, 5, generator=gen) * 0.5
+    z_t[:, 3] = -30.0  # class 3 never predicted by the teacher in this batch
+    p_s, p_t = special.expit(z_s.numpy()), special.expit(z_t.numpy())
+    rho = [stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)]
+    expected_intra = 1 - np.mean([r for c, r in enumerate(rho) if c != 3])
+    got = dist_loss(z_s, z_t, activation='sigmoid', inter_loss_weight=0.0,
+                    intra_class_threshold=0.01).item()
+    assert got == pytest.approx(expected_intra, rel=1e-5)
+    # Threshold above every teacher probability: no class present, intra term 0.
+    assert dist_loss(z_s, z_t, activation='sigmoid', inter_loss_weight=0.0,
+                     intra_class_threshold=1.0).item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match='intra_class_threshold must be None or in'):
+        DISTLoss(intra_class_threshold=2.0)
+    with pytest.raises(ValueError, match='kl_weight must be >= 0'):
+        DISTLoss(kl_weight=-1)
