@@ -16,13 +16,6 @@ from torch import Tensor, nn
 from mmdist.registry import MODELS
 
 
-def _check_mix_args(name: str, alpha: float, prob: float) -> None:
-    if not alpha > 0:
-        raise ValueError(f'{name}.alpha must be > 0, got {alpha!r}')
-    if not 0 <= prob <= 1:
-        raise ValueError(f'{name}.prob must be in [0, 1], got {prob!r}')
-
-
 def _labels(data_samples: Sequence) -> Tensor:
     """(N, 1, H, W) stacked ``gt_sem_seg`` label maps."""
     return torch.stack([sample.gt_sem_seg.data for sample in data_samples])
@@ -33,8 +26,28 @@ def _set_labels(data_samples: Sequence, labels: Tensor) -> None:
         sample.gt_sem_seg.data = label
 
 
+class _BatchMix(nn.Module):
+    """Shared arguments and draws of the batch mixers."""
+
+    def __init__(self, alpha: float, prob: float) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not alpha > 0:
+            raise ValueError(f'{name}.alpha must be > 0, got {alpha!r}')
+        if not 0 <= prob <= 1:
+            raise ValueError(f'{name}.prob must be in [0, 1], got {prob!r}')
+        self.alpha, self.prob = alpha, prob
+
+    def draw(self, batch_size: int) -> Optional[Tuple[float, Tensor]]:
+        """``(lam ~ Beta(alpha, alpha), partner permutation)``, or None to leave the batch."""
+        if torch.rand(()) >= self.prob or batch_size < 2:
+            return None
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample().item()
+        return lam, torch.randperm(batch_size)
+
+
 @MODELS.register_module()
-class SegBatchCutMix(nn.Module):
+class SegBatchCutMix(_BatchMix):
     """CutMix: paste a random box of a partner image and its labels into each image.
 
     The box covers ``1 - lam`` of the image, ``lam ~ Beta(alpha, alpha)`` drawn once per
@@ -47,21 +60,19 @@ class SegBatchCutMix(nn.Module):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0) -> None:
-        super().__init__()
-        _check_mix_args('SegBatchCutMix', alpha, prob)
-        self.alpha, self.prob = alpha, prob
+        super().__init__(alpha, prob)
 
     def forward(self, inputs: Tensor, data_samples: List) -> Tuple[Tensor, List]:
         """Args: (N, C, H, W) normalised batch and its seg data samples (modified)."""
-        if torch.rand(()) >= self.prob or len(inputs) < 2:
+        drawn = self.draw(len(inputs))
+        if drawn is None:
             return inputs, data_samples
-        lam = torch.distributions.Beta(self.alpha, self.alpha).sample().item()
+        lam, perm = drawn
         height, width = inputs.shape[-2:]
         cut_h, cut_w = int(height * (1 - lam)**0.5), int(width * (1 - lam)**0.5)
         cy, cx = torch.randint(height, ()).item(), torch.randint(width, ()).item()
         y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
         x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-        perm = torch.randperm(len(inputs))
         inputs = inputs.clone()
         inputs[:, :, y0:y1, x0:x1] = inputs[perm, :, y0:y1, x0:x1]
         labels = _labels(data_samples).clone()
@@ -71,7 +82,7 @@ class SegBatchCutMix(nn.Module):
 
 
 @MODELS.register_module()
-class SegBatchMixup(nn.Module):
+class SegBatchMixup(_BatchMix):
     """Mixup: ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)``.
 
     A pixel's label cannot be mixed for mmseg's hard-label losses: each image keeps the
@@ -84,16 +95,14 @@ class SegBatchMixup(nn.Module):
     """
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0) -> None:
-        super().__init__()
-        _check_mix_args('SegBatchMixup', alpha, prob)
-        self.alpha, self.prob = alpha, prob
+        super().__init__(alpha, prob)
 
     def forward(self, inputs: Tensor, data_samples: List) -> Tuple[Tensor, List]:
         """Args: (N, C, H, W) normalised batch and its seg data samples (modified)."""
-        if torch.rand(()) >= self.prob or len(inputs) < 2:
+        drawn = self.draw(len(inputs))
+        if drawn is None:
             return inputs, data_samples
-        lam = torch.distributions.Beta(self.alpha, self.alpha).sample().item()
-        perm = torch.randperm(len(inputs))
+        lam, perm = drawn
         mixed = inputs * lam + inputs[perm] * (1 - lam)
         if lam < 0.5:
             _set_labels(data_samples, _labels(data_samples)[perm].clone())
