@@ -6,6 +6,8 @@ Components registered here are reachable from any OpenMMLab config as
 lazily the first time such a name is looked up.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -13,3 +15,7 @@ from mmengine.registry import Registry
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmdist.models'])
 #: Runner hooks.
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmdist.engine'])
+#: Evaluation metrics (faithfulness and calibration of a student against its teacher).
+METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmdist.evaluation'])
+#: Runner loops (paired teacher-student validation and test loops).
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmdist.engine'])
