@@ -15,7 +15,9 @@ a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
   (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the same
   distillation losses;
 
-and prints ``mmdist / (student + teacher)`` and ``mmdist / naive``.
+and prints ``mmdist / (student + teacher)`` and ``mmdist / naive``. A second table times
+one validation batch: the plain loop's work (preprocess + student ``predict``) against the
+paired loop's (the same + the teacher's ``predict`` on the same preprocessed batch).
 """
 import argparse
 import os
@@ -83,8 +85,9 @@ def build_distiller(name: str, data_root: str):
     return model.train(), cfg
 
 
-def make_batch(name: str, cfg: Config, data_root: str, model) -> dict:
-    """A preprocessed batch of 2 synthetic images through the stock dataset pipeline."""
+def make_batch(name: str, cfg: Config, data_root: str, model, preprocess: bool = True) -> dict:
+    """A batch of 2 synthetic images through the stock dataset pipeline (preprocessed for
+    training, or raw)."""
     init_default_scope(SCOPES[name])
     if SCOPES[name] == 'mmdet':
         make_coco_shapes(data_root, {'train': 2}, image_size=(128, 128))
@@ -96,6 +99,7 @@ def make_batch(name: str, cfg: Config, data_root: str, model) -> dict:
         dataset.pipeline = [
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=(128, 128), keep_ratio=True),
             dict(type='PackDetInputs')
         ]
     else:
@@ -109,7 +113,8 @@ def make_batch(name: str, cfg: Config, data_root: str, model) -> dict:
             dict(type='PackSegInputs')
         ]
     built = DATASETS.build(dataset)
-    return model.data_preprocessor(pseudo_collate([built[0], built[1]]), True)
+    raw = pseudo_collate([built[0], built[1]])
+    return model.data_preprocessor(raw, True) if preprocess else raw
 
 
 def naive_loss(model, data) -> dict:
@@ -195,6 +200,33 @@ def benchmark(name: str, repeat: int) -> dict:
     return {key: statistics.median(t) for key, t in times.items()}
 
 
+def benchmark_validation(name: str, repeat: int) -> dict:
+    """Median time of one validation batch: plain loop vs paired teacher-student loop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model, cfg = build_distiller(name, tmp)
+        raw = make_batch(name, cfg, tmp, model, preprocess=False)
+    model.eval()
+
+    def plain():
+        with torch.no_grad():
+            model.val_step(raw)
+
+    def paired():
+        with torch.no_grad():
+            data = model.data_preprocessor(raw, False)
+            model(**data, mode='predict')
+            model.predict_teacher(data['inputs'], data['data_samples'])
+
+    times = {'plain': [], 'paired': []}
+    plain(), paired()
+    for _ in range(repeat):
+        for key, fn in (('plain', plain), ('paired', paired)):
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--repeat', type=int, default=7)
@@ -210,6 +242,11 @@ def main():
                                       ('student', 'teacher', 'mmdist', 'naive')) +
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
               f'{t["mmdist"] / t["naive"]:>14.3f}')
+    print(f'\n{"validation":<12}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
+    for name in args.models:
+        t = benchmark_validation(name, args.repeat)
+        print(f'{name:<12}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
+              f'{t["paired"] / t["plain"]:>14.3f}')
 
 
 if __name__ == '__main__':
