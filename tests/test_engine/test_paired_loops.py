@@ -17,6 +17,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from segmentation_helpers import data_overrides as seg_data
 from segmentation_helpers import write_segmentation_configs
 
+from mmdist.datasets import make_coco_shapes
 from mmdist.engine.runner.paired_loops import PairedEvaluation, _PixelSpace
 from mmdist.models.utils.teacher import build_teacher
 from mmdist.registry import MODELS
@@ -197,8 +198,13 @@ def test_pgd_ascends_the_teacher_student_divergence(seg):
 
 # ----------------------------------------------------------------------- detection
 @pytest.fixture(scope='module')
-def det(tmp_path_factory, coco_root):
+def det(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp('paired_det'))
+    # Disagreement units are ground-truth boxes the (untrained, tiny) teacher gets right:
+    # 12 validation images (~30 boxes) make "at least one" certain, not luck of 2 images.
+    coco_root = osp.join(tmp, 'coco')
+    make_coco_shapes(coco_root, {'train': 4, 'val': 12}, image_size=(64, 64),
+                     object_size=(10, 32))
     paths = write_retinanet_configs(tmp, coco_root)
     evaluator = (
         "test_evaluator = [dict(type='CocoMetric', metric='bbox', ann_file="
@@ -258,7 +264,8 @@ def test_detection_identical_teacher_is_faithful(det):
     ckpt = save_distiller_checkpoint(config, osp.join(det['tmp'], 'identical.pth'), 'mmdet',
                                      torch.load(det['teacher_ckpt'])['state_dict'])
     options = PAIRED + ['test_cfg.perturbation.eps=8.0', 'test_cfg.perturbation.num_draws=0',
-                        'test_cfg.perturbation.pgd.steps=1']  # noise: see the seg test
+                        'test_cfg.perturbation.pgd.steps=1',  # noise: see the seg test
+                        'test_cfg.perturbation.pgd.num_batches=6']  # all 12 images
     _, m = run_test(config, ckpt, osp.join(det['tmp'], 'identical'), options)
     assert m['faith/num_pseudo_boxes'] > 0
     assert m['faith/fidelity_AP50'] == 1.0 and m['faith/fidelity_recall'] == 1.0

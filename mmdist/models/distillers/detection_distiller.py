@@ -149,14 +149,12 @@ class DetectionDistiller(BaseDistiller):
         with record_calls(watched) as records:
             losses = student.loss(inputs, data_samples)
 
+        student_logits = records['logits'].output[0]
         with torch.no_grad():
             teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
             if self.two_stage:
-                rois = records['rois'].args[1]
-                student_logits = records['logits'].output[0]
-                teacher_logits = self._teacher_roi_logits(teacher_feats, rois)
+                teacher_logits = self._teacher_roi_logits(teacher_feats, records['rois'].args[1])
             else:
-                student_logits = records['logits'].output[0]
                 teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
 
         if self.two_stage:

@@ -92,7 +92,8 @@ class SegmentationDistiller(BaseDistiller):
         with torch.no_grad():
             feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
             teacher_decode = self.teacher.decode_head(feats)
-            teacher_aux = self.teacher.auxiliary_head(feats) if self.loss_aux else None
+            teacher_aux = (self.teacher.auxiliary_head(feats)
+                           if self.loss_aux is not None else None)
 
         student_decode = records['decode'].output
         valid = self._valid_pixels(data_samples, student_decode.shape[-2:])
