@@ -67,13 +67,18 @@ class _DISTRelations(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
-                activation: str, eps: float) -> Tuple[Tensor, Tensor]:
+                activation: str, eps: float,
+                with_teacher_max: bool) -> Tuple[Tensor, Tensor, Tensor]:
         p_s = logits_to_probs(z_s, activation, tau)
         p_t = logits_to_probs(z_t, activation, tau)
         num_rows, num_classes = p_s.shape
         blocks = _row_blocks(num_rows, num_classes)
-        s_xy_r, s_xx_r, s_yy_r, row_mean_s, row_mean_t = (p_s.new_empty(num_rows)
-                                                           for _ in range(5))
+        s_xy_r, s_xx_r, s_yy_r = (p_s.new_empty(num_rows) for _ in range(3))
+        # A softmax row sums to one: its mean is 1/C, no reduction needed.
+        softmax = activation == 'softmax'
+        row_mean_s, row_mean_t = ((p_s.new_full((num_rows, ), 1.0 / num_classes)
+                                   for _ in range(2)) if softmax else
+                                  (p_s.new_empty(num_rows) for _ in range(2)))
         if weight is None:
             mean_s, mean_t = p_s.mean(0), p_t.mean(0)
         else:
@@ -82,11 +87,13 @@ class _DISTRelations(torch.autograd.Function):
         s_xy_c, s_xx_c, s_yy_c, teacher_max = (p_s.new_zeros(num_classes) for _ in range(4))
         for start, end in blocks:
             x, y = p_s[start:end], p_t[start:end]
-            valid_y = y if weight is None else y * (weight[start:end, None] > 0)
-            torch.maximum(teacher_max, valid_y.amax(0), out=teacher_max)
+            if with_teacher_max:
+                valid_y = y if weight is None else y * (weight[start:end, None] > 0)
+                torch.maximum(teacher_max, valid_y.amax(0), out=teacher_max)
             # Row statistics of row-centred values.
-            row_mean_s[start:end] = x.mean(1)
-            row_mean_t[start:end] = y.mean(1)
+            if not softmax:
+                row_mean_s[start:end] = x.mean(1)
+                row_mean_t[start:end] = y.mean(1)
             x_r = x - row_mean_s[start:end, None]
             y_r = y - row_mean_t[start:end, None]
             s_xy_r[start:end] = (x_r * y_r).sum(1)
@@ -124,24 +131,25 @@ class _DISTRelations(torch.autograd.Function):
         k_r = b_r * row_mean_s - a_r * row_mean_t
         k_c = b_c * mean_s - a_c * mean_t
         grad_z = torch.empty_like(p_s)
+        neg_b_r, neg_b_c = -b_r[:, None], -b_c
         for start, end in _row_blocks(*p_s.shape):
             x, y = p_s[start:end], p_t[start:end]
             if weight is None:
-                w_a, w_b, w_k = a_c, b_c, k_c
+                w_a, w_neg_b, w_k = a_c, neg_b_c, k_c
             else:
                 w = weight[start:end, None]
-                w_a, w_b, w_k = w * a_c, w * b_c, w * k_c
-            grad = y * (a_r[start:end, None] + w_a)
-            grad.sub_(x * (b_r[start:end, None] + w_b))
-            grad.add_(k_r[start:end, None] + w_k)
+                w_a, w_neg_b, w_k = w * a_c, w * neg_b_c, w * k_c
+            grad = torch.add(w_k, k_r[start:end, None])
+            grad.addcmul_(y, a_r[start:end, None]).addcmul_(y, w_a)
+            grad.addcmul_(x, neg_b_r[start:end]).addcmul_(x, w_neg_b)
             grad_z[start:end] = _activation_backward(grad, x, ctx.activation, ctx.tau)
-        return grad_z.to(ctx.logit_dtype), None, None, None, None, None
+        return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None
 
 
 def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
                    weight: Optional[Tensor] = None, tau: float = 1.0,
-                   activation: str = 'softmax',
-                   eps: float = 1e-8) -> Tuple[Tensor, Tensor, Tensor]:
+                   activation: str = 'softmax', eps: float = 1e-8,
+                   with_teacher_max: bool = True) -> Tuple[Tensor, Tensor, Tensor]:
     """Pearson correlations of rows and (weighted) columns of ``activation(z / tau)``.
 
     ``rho(x, y) = cov(x, y) / max(sqrt(var(x) * var(y)), eps)``; a constant row or column
@@ -155,6 +163,7 @@ def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
         tau: temperature.
         activation: ``'softmax'`` over C, or ``'sigmoid'`` per entry.
         eps: lower bound of the normaliser.
+        with_teacher_max: compute ``teacher_max`` (zeros otherwise).
 
     Returns:
         ``(rho_rows, rho_cols, teacher_max)`` of shapes (N,), (C,), (C,), float32
@@ -162,7 +171,7 @@ def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
         probability of class c over the rows of positive weight (no gradient).
     """
     return _DISTRelations.apply(student_logits, teacher_logits.detach(), weight, tau,
-                                activation, eps)
+                                activation, eps, with_teacher_max)
 
 
 def dist_loss(student_logits: Tensor,
@@ -206,8 +215,9 @@ def dist_loss(student_logits: Tensor,
     with autocast_disabled(student_logits):
         if weight is not None:
             weight = weight.detach().to(compute_dtype(student_logits))
-        rho_rows, rho_cols, teacher_max = dist_relations(student_logits, teacher_logits,
-                                                         weight, tau, activation, eps)
+        rho_rows, rho_cols, teacher_max = dist_relations(
+            student_logits, teacher_logits, weight, tau, activation, eps,
+            with_teacher_max=intra_class_threshold is not None)
         if intra_class_threshold is None:
             intra_rho = rho_cols.mean()
         else:
