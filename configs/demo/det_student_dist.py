@@ -1,0 +1,14 @@
+# `make demo`, detection student + DIST: det_student.py wrapped in mmdist's
+# DetectionDistiller with the DIST loss on the per-anchor sigmoid class scores, exactly
+# as configs/dist_det/dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py.
+_base_ = ['./det_student.py']
+
+model = dict(
+    _delete_=True,
+    type='mmdist.DetectionDistiller',
+    student={{_base_.model}},
+    teacher_cfg='{{ fileDirname }}/det_teacher.py',
+    # Written by tools/demo.py (the cached teacher); pass another with
+    # --cfg-options model.teacher_ckpt=...
+    teacher_ckpt='work_dirs/demo/det/teacher.pth',
+    loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', tau=1.0, loss_weight=1.0))

@@ -1,0 +1,56 @@
+# `make demo`, segmentation: what the teacher and the student share. The stock
+# DeepLabV3-R18-d8 Cityscapes config (model type, ASPP decode head + FCN auxiliary head,
+# CityscapesDataset, IoUMetric) with the dataloaders pointed at the synthetic
+# Cityscapes-format shapes that tools/demo.py writes to work_dirs/demo/seg/data
+# (64x128 images; train id 0 = background, 1-6 = the six shapes; see docs/demo.md) and
+# a short from-scratch schedule. Models and schedules are set by seg_teacher.py /
+# seg_student.py.
+_base_ = ['mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py']
+custom_imports = dict(imports=['mmdist'], allow_failed_imports=False)
+
+data_root = 'work_dirs/demo/seg/data/'
+crop_size = (64, 128)
+num_classes = 7  # background + 6 shapes (CityscapesDataset's other ids never occur)
+
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    # The stock ASPP rates (12, 24, 36) exceed the 8x16 feature map of a 64x128 crop
+    # (those branches would see only padding); scaled down like the image.
+    decode_head=dict(num_classes=num_classes, dilations=(1, 2, 3, 4)),
+    auxiliary_head=dict(num_classes=num_classes))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(crop_size[1], crop_size[0]), ratio_range=(0.75, 1.5),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    # No PhotoMetricDistortion: its hue/saturation shifts are meant for photographs and
+    # blur the class colours of the synthetic shapes.
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+# num_workers=0: on a 2-core CPU machine, loader processes only compete with training.
+train_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+test_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+# The held-out split is only evaluated after training, by tools/test.py.
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+
+# Schedule (iterations of 8 images): AdamW (from scratch and short it converges much
+# faster than the stock SGD), poly decay. Teacher and student configs set max_iters and
+# the scheduler's `end` together.
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=0.002, weight_decay=0.01))
+default_hooks = dict(logger=dict(interval=10))
+randomness = dict(seed=0)

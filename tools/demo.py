@@ -1,0 +1,49 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""`make demo`: train a teacher and a student three ways (alone, + KD, + DIST) on
+synthetic COCO- and Cityscapes-format data, evaluate them, and report. See docs/demo.md.
+"""
+import argparse
+import shlex
+import sys
+from typing import List, Optional
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='mmdist demo: teacher / student / student + KD / student + DIST on '
+        'synthetic data, end to end on CPU (see docs/demo.md)')
+    parser.add_argument('--task', choices=['det', 'seg', 'all'], default='all',
+                        help='detection, segmentation or both (default)')
+    parser.add_argument('--tiny', action='store_true',
+                        help='a few images and iterations: checks that every stage runs '
+                        '(the numbers mean nothing)')
+    parser.add_argument('--out-dir', default='work_dirs/demo',
+                        help='data, work dirs, report and plot (default: work_dirs/demo)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='student seeds; the three students are trained once per seed '
+                        '(default: 0)')
+    parser.add_argument('--retrain-teacher', action='store_true',
+                        help='train the teacher even if a cached one matches')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch intra-op threads (default 1: robust on a shared '
+                        'machine, and numbers do not depend on the core count)')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also print the runners\' own logs (always in each stage\'s '
+                        'demo_stage.log)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None):
+    args = parse_args(argv)
+    # Imported here so that --help is instant.
+    from mmdist.demo import DemoOptions, run_demo
+    command = ' '.join(['tools/demo.py'] + [shlex.quote(a) for a in
+                                            (sys.argv[1:] if argv is None else argv)])
+    options = DemoOptions(task=args.task, out_dir=args.out_dir, tiny=args.tiny,
+                          seeds=args.seeds, retrain_teacher=args.retrain_teacher,
+                          verbose=args.verbose, threads=args.threads, command=command)
+    return run_demo(options)
+
+
+if __name__ == '__main__':
+    main()
