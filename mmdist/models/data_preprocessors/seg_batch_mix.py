@@ -38,12 +38,22 @@ class _BatchMix(nn.Module):
             raise ValueError(f'{name}.prob must be in [0, 1], got {prob!r}')
         self.alpha, self.prob = alpha, prob
 
-    def draw(self, batch_size: int) -> Optional[Tuple[float, Tensor]]:
-        """``(lam ~ Beta(alpha, alpha), partner permutation)``, or None to leave the batch."""
-        if torch.rand(()) >= self.prob or batch_size < 2:
-            return None
+    def forward(self, inputs: Tensor, data_samples: List) -> Tuple[Tensor, List]:
+        """Mix with probability ``prob``: ``lam ~ Beta(alpha, alpha)``, partners = a random
+        permutation of the batch.
+
+        Args:
+            inputs: (N, C, H, W) normalised, padded batch.
+            data_samples: its seg data samples (labels modified in place).
+        """
+        if torch.rand(()) >= self.prob or len(inputs) < 2:
+            return inputs, data_samples
         lam = torch.distributions.Beta(self.alpha, self.alpha).sample().item()
-        return lam, torch.randperm(batch_size)
+        return self.mix(inputs, data_samples, lam, torch.randperm(len(inputs)))
+
+    def mix(self, inputs: Tensor, data_samples: List, lam: float,
+            perm: Tensor) -> Tuple[Tensor, List]:
+        raise NotImplementedError
 
 
 @MODELS.register_module()
@@ -62,12 +72,8 @@ class SegBatchCutMix(_BatchMix):
     def __init__(self, alpha: float = 1.0, prob: float = 1.0) -> None:
         super().__init__(alpha, prob)
 
-    def forward(self, inputs: Tensor, data_samples: List) -> Tuple[Tensor, List]:
-        """Args: (N, C, H, W) normalised batch and its seg data samples (modified)."""
-        drawn = self.draw(len(inputs))
-        if drawn is None:
-            return inputs, data_samples
-        lam, perm = drawn
+    def mix(self, inputs: Tensor, data_samples: List, lam: float,
+            perm: Tensor) -> Tuple[Tensor, List]:
         height, width = inputs.shape[-2:]
         cut_h, cut_w = int(height * (1 - lam)**0.5), int(width * (1 - lam)**0.5)
         cy, cx = torch.randint(height, ()).item(), torch.randint(width, ()).item()
@@ -97,12 +103,8 @@ class SegBatchMixup(_BatchMix):
     def __init__(self, alpha: float = 0.2, prob: float = 1.0) -> None:
         super().__init__(alpha, prob)
 
-    def forward(self, inputs: Tensor, data_samples: List) -> Tuple[Tensor, List]:
-        """Args: (N, C, H, W) normalised batch and its seg data samples (modified)."""
-        drawn = self.draw(len(inputs))
-        if drawn is None:
-            return inputs, data_samples
-        lam, perm = drawn
+    def mix(self, inputs: Tensor, data_samples: List, lam: float,
+            perm: Tensor) -> Tuple[Tensor, List]:
         mixed = inputs * lam + inputs[perm] * (1 - lam)
         if lam < 0.5:
             _set_labels(data_samples, _labels(data_samples)[perm].clone())
