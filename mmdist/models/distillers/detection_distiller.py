@@ -1,5 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST for mmdet 3.x detectors: dense one-stage heads and two-stage RoI heads."""
+import functools
+import inspect
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -17,6 +19,12 @@ from .feature_mimic import FeatureMimic
 #: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
 #: whose classifier is laid out anchor-major, as mmdet's ``loss_by_feat`` reads it.
 SUPPORTED_DENSE_HEADS = (RetinaHead, FCOSHead, ATSSHead, GFLHead)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_groups(loss_type: type) -> bool:
+    """Whether a loss module's ``forward`` accepts ``groups`` (all levels in one call)."""
+    return 'groups' in inspect.signature(loss_type.forward).parameters
 
 
 def _names(classes) -> str:
@@ -69,6 +77,7 @@ class DetectionDistiller(BaseDistiller):
             expected = 'sigmoid' if self.student.bbox_head.use_sigmoid_cls else 'softmax'
             reason = 'the student head (model.student.bbox_head.loss_cls)'
         self.loss_cls = build_loss(loss_cls, 'model.loss_cls', expected, reason)
+        self._row_weight_cache: Dict[tuple, Optional[Tensor]] = {}
         self.mimic = None
         if mimic is not None:
             s_channels, s_levels = self._neck_outputs(self.student, 'model.student.neck')
@@ -175,19 +184,37 @@ class DetectionDistiller(BaseDistiller):
 
     def _dense_loss(self, student_logits: List[Tensor], teacher_logits: List[Tensor],
                     data_samples: List) -> Tensor:
-        """Sum over FPN levels of ``loss_cls`` on anchor-major rows, padding left out."""
-        head = self.student.bbox_head
-        featmap_sizes = [logits.shape[-2:] for logits in student_logits]
-        device = student_logits[0].device
-        # valid_flags() per image: (H*W*A,) per level, False for priors in the padding.
-        per_image = [
-            head.prior_generator.valid_flags(featmap_sizes, sample.img_shape[:2], device)
-            for sample in data_samples
-        ]
-        total = 0
-        for level, (s_map, t_map) in enumerate(zip(student_logits, teacher_logits)):
-            num_anchors = head.prior_generator.num_base_priors[level]
-            weight = torch.cat([flags[level] for flags in per_image]).float()
-            total = total + self.loss_cls(
-                dense_to_rows(s_map, num_anchors), dense_to_rows(t_map, num_anchors), weight)
-        return total
+        """Sum over FPN levels of ``loss_cls`` on anchor-major rows, padding left out.
+
+        A loss whose ``forward`` takes ``groups`` (``mmdist.DISTLoss``, ``mmdist.KDLoss``)
+        gets all levels in one call, one group per level; any other loss one call per level.
+        """
+        num_anchors = self.student.bbox_head.prior_generator.num_base_priors
+        weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
+                                        data_samples, student_logits[0].device)
+        s_rows = [dense_to_rows(m, a) for m, a in zip(student_logits, num_anchors)]
+        t_rows = [dense_to_rows(m, a) for m, a in zip(teacher_logits, num_anchors)]
+        sizes = [rows.shape[0] for rows in s_rows]
+        if _takes_groups(type(self.loss_cls)):
+            return self.loss_cls(torch.cat(s_rows), torch.cat(t_rows), weight, groups=sizes)
+        weights = [None] * len(sizes) if weight is None else weight.split(sizes)
+        return sum(self.loss_cls(s, t, w) for s, t, w in zip(s_rows, t_rows, weights))
+
+    def _dense_row_weight(self, featmap_sizes: List[torch.Size], data_samples: List,
+                          device: torch.device) -> Optional[Tensor]:
+        """(rows of all levels,) 0/1 weights, 0 for priors in the batch padding; ``None``
+        when no prior is in the padding. Cached per feature-map and image shapes (a
+        training run sees few distinct ones)."""
+        key = (tuple(tuple(size) for size in featmap_sizes),
+               tuple(tuple(sample.img_shape[:2]) for sample in data_samples), str(device))
+        if key not in self._row_weight_cache:
+            generator = self.student.bbox_head.prior_generator
+            # valid_flags() per image: (H*W*A,) per level, False for priors in the padding.
+            per_image = [generator.valid_flags(featmap_sizes, sample.img_shape[:2], device)
+                         for sample in data_samples]
+            flags = torch.cat([flags[level] for level in range(len(featmap_sizes))
+                               for flags in per_image])
+            if len(self._row_weight_cache) >= 64:  # bounded (multi-scale training)
+                self._row_weight_cache.clear()
+            self._row_weight_cache[key] = None if bool(flags.all()) else flags.float()
+        return self._row_weight_cache[key]

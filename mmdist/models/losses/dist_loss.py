@@ -4,15 +4,16 @@
 Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022.
 The math, shapes and deviations from the official code are in ``docs/losses.md``.
 """
-from typing import Optional, Tuple
+import functools
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
 from .kd_loss import kd_loss_per_row
-from .utils import (autocast_disabled, check_activation, check_logits, check_non_negative,
-                    check_positive, compute_dtype, logits_to_probs)
+from .utils import (autocast_disabled, check_activation, check_groups, check_logits,
+                    check_non_negative, check_positive, compute_dtype)
 
 
 #: Elements per row block: a (rows x C) float32 block is about 1 MiB, so the few block
@@ -20,10 +21,40 @@ from .utils import (autocast_disabled, check_activation, check_logits, check_non
 BLOCK_ELEMENTS = 1 << 18
 
 
+def _class_major_probs(logits: Tensor, activation: str, tau: float,
+                       blocks: List[Tuple[int, int, 'GroupIndex']]) -> Tensor:
+    """(C, N) probabilities ``activation(z / tau)`` of (N, C) logits, class-major.
+
+    Class-major, every reduction and broadcast below runs along rows (long and
+    contiguous) instead of along the C classes, which for few classes would be the
+    innermost loop. The transposition is done block by block (cache-sized tiles), in
+    the copy that also converts to the compute dtype; everything after is in place.
+    """
+    dtype = compute_dtype(logits)
+    if len(blocks) == 1:  # one tile: fewer operations
+        probs = logits.t().to(dtype, memory_format=torch.contiguous_format, copy=True)
+        if tau != 1.0:
+            probs.div_(tau)
+        return probs.softmax(0) if activation == 'softmax' else probs.sigmoid_()
+    probs = torch.empty(logits.shape[1], logits.shape[0], dtype=dtype, device=logits.device)
+    for start, end, _ in blocks:
+        block = probs[:, start:end]
+        block.copy_(logits[start:end].t())
+        if tau != 1.0:
+            block.div_(tau)
+        if activation == 'softmax':
+            block.sub_(block.amax(0, keepdim=True)).exp_()
+            block.div_(block.sum(0, keepdim=True))
+        else:
+            block.sigmoid_()
+    return probs
+
+
 def _activation_backward(grad_p: Tensor, p: Tensor, activation: str, tau: float) -> Tensor:
-    """``d L / d z`` from ``d L / d p`` for ``p = activation(z / tau)``, in place on grad_p."""
+    """``d L / d z`` from (C, rows) ``d L / d p`` for ``p = activation(z / tau)`` (class
+    dim 0), in place on grad_p."""
     if activation == 'softmax':
-        grad_p.sub_((grad_p * p).sum(dim=1, keepdim=True)).mul_(p)
+        grad_p.sub_((grad_p * p).sum(dim=0, keepdim=True)).mul_(p)
     else:
         grad_p.mul_(p - p * p)
     if tau != 1.0:
@@ -31,9 +62,92 @@ def _activation_backward(grad_p: Tensor, p: Tensor, activation: str, tau: float)
     return grad_p
 
 
-def _row_blocks(num_rows: int, num_classes: int):
-    step = max(1, BLOCK_ELEMENTS // max(num_classes, 1))
-    return [(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
+def _group_sums(values: Tensor, group_sizes: List[int]) -> Tensor:
+    """(G,) sums of (N,) ``values`` over groups of consecutive rows (differentiable)."""
+    if len(group_sizes) == 1:
+        return values.sum()[None]
+    return torch.stack([part.sum() for part in values.split(group_sizes)])
+
+
+class _MixedBlock:
+    """The rows of a block that spans several groups: (G, rows) one-hot membership and
+    the ``(local start, local end, group)`` segments."""
+
+    def __init__(self, segments: List[Tuple[int, int, int]], num_rows: int,
+                 num_groups: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.segments = segments
+        self.onehot_t = torch.zeros(num_groups, num_rows, dtype=dtype, device=device)
+        for start, end, group in segments:
+            self.onehot_t[group, start:end] = 1
+
+
+#: The group of a block's rows: an index when the block lies inside one group.
+GroupIndex = Union[int, _MixedBlock]
+
+
+class _RowGroups:
+    """Groups of consecutive rows (sizes adding up to N) and the row blocks that visit
+    them: at most :data:`BLOCK_ELEMENTS` elements each, crossing group boundaries, so
+    that many small groups (the FPN levels of a small image) share one set of operations.
+    Blocks are (C, rows) column slices of class-major (C, N) matrices.
+    """
+
+    def __init__(self, sizes: List[int], num_classes: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.sizes = sizes
+        self.num_groups = len(sizes)
+        #: (G,) group sizes and (N,) ``1 / n_g`` of each row's group, in ``dtype``.
+        self.counts = torch.tensor(sizes, dtype=dtype, device=device)
+        self.row_shares = (1 / self.counts.clamp_min(1)).repeat_interleave(
+            torch.tensor(sizes, device=device), output_size=sum(sizes))
+        step = max(1, BLOCK_ELEMENTS // max(num_classes, 1))
+        bounds = [0]
+        for size in sizes:
+            bounds.append(bounds[-1] + size)
+        self.blocks: List[Tuple[int, int, GroupIndex]] = []
+        for start in range(0, bounds[-1], step):
+            end = min(start + step, bounds[-1])
+            segments = [(max(lo, start) - start, min(hi, end) - start, group)
+                        for group, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+                        if lo < hi and lo < end and hi > start]
+            self.blocks.append((start, end, segments[0][2] if len(segments) == 1 else
+                                _MixedBlock(segments, end - start, self.num_groups,
+                                            dtype, device)))
+
+    @staticmethod
+    def of_rows(per_group: Tensor, group: GroupIndex) -> Tensor:
+        """The (G, K) ``per_group`` values of each row's group: (K, 1) or (K, rows)."""
+        if isinstance(group, int):
+            return per_group[group, :, None]
+        return per_group.t() @ group.onehot_t
+
+    @staticmethod
+    def add(total: Tensor, group: GroupIndex, values: Tensor) -> None:
+        """``total[g] += `` the sum of (C, rows) ``values`` over the rows of group g."""
+        if isinstance(group, int):
+            total[group].add_(values.sum(1))
+        else:
+            total.addmm_(group.onehot_t, values.t())
+
+    @staticmethod
+    def maximum(total: Tensor, group: GroupIndex, values: Tensor) -> None:
+        """``total[g] = max(total[g], `` the maxima of group g's rows ``)`` per class."""
+        segments = [(0, values.shape[1], group)] if isinstance(group, int) else group.segments
+        for start, end, index in segments:
+            torch.maximum(total[index], values[:, start:end].amax(1), out=total[index])
+
+    def means(self, p: Tensor, weight: Optional[Tensor]) -> Tensor:
+        """(G, C) (weighted) means over each group's rows of class-major (C, N) ``p``."""
+        if self.num_groups == 1:
+            if weight is None:
+                return p.mean(1)[None]
+            return (p @ weight / weight.sum().clamp_min(torch.finfo(p.dtype).tiny))[None]
+        totals = p.new_zeros(self.num_groups, p.shape[0])
+        for start, end, group in self.blocks:
+            values = p[:, start:end] if weight is None else p[:, start:end] * weight[start:end]
+            self.add(totals, group, values)
+        counts = self.counts if weight is None else _group_sums(weight, self.sizes)
+        return totals / counts.clamp_min(torch.finfo(p.dtype).tiny)[:, None]
 
 
 def _correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
@@ -52,70 +166,79 @@ def _correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
     return rho, inv, coef
 
 
-class _DISTRelations(torch.autograd.Function):
-    """Row and (weighted) column Pearson correlations of activation(z / tau), and the
-    teacher's largest probability per class over the rows of positive weight.
+@functools.lru_cache(maxsize=32)
+def _row_groups(sizes: Tuple[int, ...], num_classes: int, dtype: torch.dtype,
+                device: torch.device, block_elements: int) -> _RowGroups:
+    """:class:`_RowGroups`, built once per shape (training repeats the same shapes).
+    ``block_elements`` is :data:`BLOCK_ELEMENTS` at call time (part of the key)."""
+    return _RowGroups(list(sizes), num_classes, dtype, device)
 
-    The (N, C) probabilities are computed once and kept for backward; every other step
-    runs over row blocks (:data:`BLOCK_ELEMENTS`), so its temporaries stay in cache and
-    never reach full size. Forward makes two block passes (column means first, so every
-    sum is over exactly centred values) and keeps only vectors. Backward writes each
-    block of ``d L / d z`` directly: ``d rho / d p = w * (y_c * inv - coef * x_c)`` is
-    already centred (no projection pass), and with the saved means it is an affine
-    function of the raw probabilities per row and column.
+
+class _DISTRelations(torch.autograd.Function):
+    """Row and (weighted) column Pearson correlations of activation(z / tau) per group
+    of consecutive rows, and the teacher's largest probability per group and class over
+    the rows of positive weight.
+
+    The probabilities are computed once, class-major (C, N), and kept for backward;
+    every other step runs over blocks of rows (:data:`BLOCK_ELEMENTS`), so its
+    temporaries stay in cache and never reach full size. Forward makes two block passes
+    (column means first, so every sum is over exactly centred values) and keeps only
+    vectors. Backward writes each block of ``d L / d z`` directly: ``d rho / d p =
+    w * (y_c * inv - coef * x_c)`` is already centred (no projection pass), and with the
+    saved means it is an affine function of the raw probabilities per row and column.
+    Several groups in one call (e.g. FPN levels) cost one call's fixed overhead.
     """
 
     @staticmethod
     def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
-                activation: str, eps: float,
-                with_teacher_max: bool) -> Tuple[Tensor, Tensor, Tensor]:
-        p_s = logits_to_probs(z_s, activation, tau)
-        p_t = logits_to_probs(z_t, activation, tau)
-        num_rows, num_classes = p_s.shape
-        blocks = _row_blocks(num_rows, num_classes)
+                activation: str, eps: float, with_teacher_max: bool,
+                group_sizes: List[int]) -> Tuple[Tensor, Tensor, Tensor]:
+        num_rows, num_classes = z_s.shape
+        groups = _row_groups(tuple(group_sizes), num_classes, compute_dtype(z_s), z_s.device,
+                             BLOCK_ELEMENTS)
+        p_s = _class_major_probs(z_s, activation, tau, groups.blocks)  # (C, N)
+        p_t = _class_major_probs(z_t, activation, tau, groups.blocks)
         s_xy_r, s_xx_r, s_yy_r = (p_s.new_empty(num_rows) for _ in range(3))
         # A softmax row sums to one: its mean is 1/C, no reduction needed.
         softmax = activation == 'softmax'
         row_mean_s, row_mean_t = ((p_s.new_full((num_rows, ), 1.0 / num_classes)
                                    for _ in range(2)) if softmax else
                                   (p_s.new_empty(num_rows) for _ in range(2)))
-        if weight is None:
-            mean_s, mean_t = p_s.mean(0), p_t.mean(0)
-        else:
-            total = weight.sum().clamp_min(torch.finfo(p_s.dtype).tiny)
-            mean_s, mean_t = weight @ p_s / total, weight @ p_t / total
-        s_xy_c, s_xx_c, s_yy_c, teacher_max = (p_s.new_zeros(num_classes) for _ in range(4))
-        for start, end in blocks:
-            x, y = p_s[start:end], p_t[start:end]
+        mean_s, mean_t = groups.means(p_s, weight), groups.means(p_t, weight)  # (G, C)
+        s_xy_c, s_xx_c, s_yy_c, teacher_max = (
+            p_s.new_zeros(groups.num_groups, num_classes) for _ in range(4))
+        for start, end, group in groups.blocks:
+            x, y = p_s[:, start:end], p_t[:, start:end]
+            w = None if weight is None else weight[start:end]
             if with_teacher_max:
-                valid_y = y if weight is None else y * (weight[start:end, None] > 0)
-                torch.maximum(teacher_max, valid_y.amax(0), out=teacher_max)
+                groups.maximum(teacher_max, group, y if w is None else y * (w > 0))
             # Row statistics of row-centred values.
             if not softmax:
-                row_mean_s[start:end] = x.mean(1)
-                row_mean_t[start:end] = y.mean(1)
-            x_r = x - row_mean_s[start:end, None]
-            y_r = y - row_mean_t[start:end, None]
-            s_xy_r[start:end] = (x_r * y_r).sum(1)
-            s_xx_r[start:end] = x_r.square_().sum(1)
-            s_yy_r[start:end] = y_r.square_().sum(1)
-            # Column statistics of column-centred values (weighted).
-            x_c = x - mean_s
-            y_c = y - mean_t
-            if weight is not None:
-                y_c_w = y_c * weight[start:end, None]
-                s_xy_c += (x_c * y_c_w).sum(0)
-                s_yy_c += (y_c * y_c_w).sum(0)
-                s_xx_c += (x_c.square_().mul_(weight[start:end, None])).sum(0)
+                torch.mean(x, 0, out=row_mean_s[start:end])
+                torch.mean(y, 0, out=row_mean_t[start:end])
+            x_r = x - row_mean_s[start:end]
+            y_r = y - row_mean_t[start:end]
+            torch.sum(x_r * y_r, 0, out=s_xy_r[start:end])
+            torch.sum(x_r.square_(), 0, out=s_xx_r[start:end])
+            torch.sum(y_r.square_(), 0, out=s_yy_r[start:end])
+            # Column statistics of column-centred values (weighted), per group.
+            x_c = x - groups.of_rows(mean_s, group)
+            y_c = y - groups.of_rows(mean_t, group)
+            if w is not None:
+                y_c_w = y_c * w
+                groups.add(s_xy_c, group, x_c * y_c_w)
+                groups.add(s_yy_c, group, y_c * y_c_w)
+                groups.add(s_xx_c, group, x_c.square_().mul_(w))
             else:
-                s_xy_c += (x_c * y_c).sum(0)
-                s_yy_c += y_c.square_().sum(0)
-                s_xx_c += x_c.square_().sum(0)
+                groups.add(s_xy_c, group, x_c * y_c)
+                groups.add(s_yy_c, group, y_c.square_())
+                groups.add(s_xx_c, group, x_c.square_())
         rho_r, inv_r, coef_r = _correlation(s_xy_r, s_xx_r, s_yy_r, eps)
         rho_c, inv_c, coef_c = _correlation(s_xy_c, s_xx_c, s_yy_c, eps)
         ctx.save_for_backward(p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s,
                               mean_t, inv_c, coef_c)
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
+        ctx.groups = groups
         ctx.mark_non_differentiable(teacher_max)
         return rho_r, rho_c, teacher_max
 
@@ -126,30 +249,44 @@ class _DISTRelations(torch.autograd.Function):
         # d L / d p = g_r (inv_r (y - ybar_r) - coef_r (x - xbar_r))
         #           + w g_c (inv_c (y - ybar_c) - coef_c (x - xbar_c))
         #           = y * (a_r + w a_c) - x * (b_r + w b_c) + (k_r + w k_c)
+        # with the column coefficients (a_c, b_c, k_c) of the row's group.
         a_r, b_r = grad_r * inv_r, grad_r * coef_r  # (N,)
-        a_c, b_c = grad_c * inv_c, grad_c * coef_c  # (C,)
+        a_c, b_c = grad_c * inv_c, grad_c * coef_c  # (G, C)
         k_r = b_r * row_mean_s - a_r * row_mean_t
         k_c = b_c * mean_s - a_c * mean_t
-        grad_z = torch.empty_like(p_s)
-        neg_b_r, neg_b_c = -b_r[:, None], -b_c
-        for start, end in _row_blocks(*p_s.shape):
-            x, y = p_s[start:end], p_t[start:end]
-            if weight is None:
-                w_a, w_neg_b, w_k = a_c, neg_b_c, k_c
+        # (N, C) like the logits; a single block's (C, N) gradient is returned transposed.
+        grad_z = None if len(ctx.groups.blocks) == 1 else p_s.new_empty(p_s.shape[::-1])
+        neg_b_r = -b_r
+        groups = ctx.groups
+        neg_b_c = -b_c
+        column_coefs = None  # (G, 3C), for blocks of several groups
+        for start, end, group in groups.blocks:
+            x, y = p_s[:, start:end], p_t[:, start:end]
+            if isinstance(group, int):
+                w_a, w_neg_b, w_k = (coefs[group, :, None] for coefs in (a_c, neg_b_c, k_c))
             else:
-                w = weight[start:end, None]
-                w_a, w_neg_b, w_k = w * a_c, w * neg_b_c, w * k_c
-            grad = torch.add(w_k, k_r[start:end, None])
-            grad.addcmul_(y, a_r[start:end, None]).addcmul_(y, w_a)
+                if column_coefs is None:
+                    column_coefs = torch.cat([a_c, neg_b_c, k_c], dim=1)
+                w_a, w_neg_b, w_k = groups.of_rows(column_coefs, group).chunk(3, dim=0)
+            if weight is not None:
+                w = weight[start:end]
+                w_a, w_neg_b, w_k = w * w_a, w * w_neg_b, w * w_k
+            grad = torch.add(w_k, k_r[start:end])
+            grad.addcmul_(y, a_r[start:end]).addcmul_(y, w_a)
             grad.addcmul_(x, neg_b_r[start:end]).addcmul_(x, w_neg_b)
-            grad_z[start:end] = _activation_backward(grad, x, ctx.activation, ctx.tau)
-        return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None
+            grad = _activation_backward(grad, x, ctx.activation, ctx.tau)
+            if grad_z is None:  # a single block: the whole gradient
+                grad_z = grad.t()
+            else:
+                grad_z[start:end] = grad.t()  # a cache-sized tile transposed
+        return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None, None
 
 
 def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
                    weight: Optional[Tensor] = None, tau: float = 1.0,
                    activation: str = 'softmax', eps: float = 1e-8,
-                   with_teacher_max: bool = True) -> Tuple[Tensor, Tensor, Tensor]:
+                   with_teacher_max: bool = True,
+                   groups: Optional[Sequence[int]] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Pearson correlations of rows and (weighted) columns of ``activation(z / tau)``.
 
     ``rho(x, y) = cov(x, y) / max(sqrt(var(x) * var(y)), eps)``; a constant row or column
@@ -158,20 +295,43 @@ def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
     Args:
         student_logits: (N, C) student logits.
         teacher_logits: (N, C) teacher logits (no gradient).
-        weight: optional (N,) non-negative row weights (of the compute dtype); the column correlations
-            are weighted Pearson correlations (0/1 weights = computing on the kept rows).
+        weight: optional (N,) non-negative row weights (of the compute dtype); the column
+            correlations are weighted Pearson correlations (0/1 weights = computing on the
+            kept rows).
         tau: temperature.
         activation: ``'softmax'`` over C, or ``'sigmoid'`` per entry.
         eps: lower bound of the normaliser.
         with_teacher_max: compute ``teacher_max`` (zeros otherwise).
+        groups: optional sizes (G of them, adding up to N) of groups of consecutive rows
+            whose columns are correlated separately, e.g. the FPN levels of a dense head:
+            the same numbers as G calls on the groups, in one call.
 
     Returns:
-        ``(rho_rows, rho_cols, teacher_max)`` of shapes (N,), (C,), (C,), float32
-        (float64 for float64 logits); ``teacher_max[c]`` is the teacher's largest
-        probability of class c over the rows of positive weight (no gradient).
+        ``(rho_rows, rho_cols, teacher_max)`` of shapes (N,), (C,), (C,) — (N,), (G, C),
+        (G, C) with ``groups`` — float32 (float64 for float64 logits);
+        ``teacher_max[..., c]`` is the teacher's largest probability of class c over the
+        rows of positive weight (of the group; no gradient).
     """
-    return _DISTRelations.apply(student_logits, teacher_logits.detach(), weight, tau,
-                                activation, eps, with_teacher_max)
+    group_sizes = check_groups(groups, student_logits.shape[0])
+    rho_rows, rho_cols, teacher_max = _DISTRelations.apply(
+        student_logits, teacher_logits.detach(), weight, tau, activation, eps,
+        with_teacher_max, group_sizes)
+    if groups is None:
+        return rho_rows, rho_cols[0], teacher_max[0]
+    return rho_rows, rho_cols, teacher_max
+
+
+def _row_shares(weight: Optional[Tensor], groups: _RowGroups) -> Tuple[Tensor, Tensor]:
+    """(N,) ``w_i / W_g(i)`` (each row's share of its group's weight ``W_g``; ``1 / n_g``
+    without weights) and (G,) 1/0: whether the group has weight."""
+    if weight is None:
+        return groups.row_shares, (groups.counts > 0).to(groups.counts.dtype)
+    totals = _group_sums(weight, groups.sizes)
+    shares = 1 / totals.clamp_min(1e-12)
+    if groups.num_groups > 1:
+        shares = shares.repeat_interleave(torch.tensor(groups.sizes, device=weight.device),
+                                          output_size=weight.shape[0])
+    return weight * shares, (totals > 0).to(weight.dtype)
 
 
 def dist_loss(student_logits: Tensor,
@@ -183,7 +343,8 @@ def dist_loss(student_logits: Tensor,
               activation: str = 'softmax',
               eps: float = 1e-8,
               kl_weight: float = 0.0,
-              intra_class_threshold: Optional[float] = None) -> Tensor:
+              intra_class_threshold: Optional[float] = None,
+              groups: Optional[Sequence[int]] = None) -> Tensor:
     """DIST loss between two (N, C) logit matrices (rows = samples, columns = classes).
 
     ``L = tau^2 * (w_inter * (1 - mean_i rho(p_s[i, :], p_t[i, :]))
@@ -206,41 +367,43 @@ def dist_loss(student_logits: Tensor,
         intra_class_threshold: if set, the intra-class term averages only over classes the
             teacher gives at least this probability somewhere in the (valid) batch;
             classes absent from the batch are left out instead of fitting noise.
+        groups: optional sizes of groups of consecutive rows (adding up to N), e.g. the
+            FPN levels of a dense head: the loss is then the **sum** over groups of the
+            loss of each group (the same as one call per group, computed in one pass).
 
     Returns:
-        Scalar float32 loss. With no row of positive weight it is a zero that still
-        belongs to the autograd graph.
+        Scalar float32 loss. A group with no row of positive weight adds a zero that
+        still belongs to the autograd graph.
     """
     check_logits(student_logits, teacher_logits, weight)
+    group_sizes = check_groups(groups, student_logits.shape[0])
     with autocast_disabled(student_logits):
         if weight is not None:
             weight = weight.detach().to(compute_dtype(student_logits))
-        rho_rows, rho_cols, teacher_max = dist_relations(
+        rho_rows, rho_cols, teacher_max = dist_relations(  # (N,), (G, C), (G, C)
             student_logits, teacher_logits, weight, tau, activation, eps,
-            with_teacher_max=intra_class_threshold is not None)
+            with_teacher_max=intra_class_threshold is not None, groups=group_sizes)
+        # Each term is a fixed (no-gradient) weighting of the correlations:
+        # sum_g mean_{i in g} w_i (1 - rho_i) = sum_i v_i (1 - rho_i), v_i = w_i / W_g(i).
+        groups = _row_groups(tuple(group_sizes), rho_cols.shape[1], rho_rows.dtype,
+                             rho_rows.device, BLOCK_ELEMENTS)
+        row_share, has_rows = _row_shares(weight, groups)  # (N,), (G,)
+        inter = row_share.sum() - row_share @ rho_rows
+        # sum_g has_g (1 - mean_c rho_gc) over all classes, or over the present ones
+        # (a group with no class present adds 0).
         if intra_class_threshold is None:
-            intra_rho = rho_cols.mean()
+            intra_rows = has_rows
+            class_share = has_rows[:, None].expand_as(rho_cols) / rho_cols.shape[1]
         else:
             present = (teacher_max >= intra_class_threshold).to(rho_cols.dtype)
-            # Mean over present classes; 0 (1 - 1) when no class is present.
-            intra_rho = (rho_cols * present).sum() / present.sum().clamp_min(1) + (
-                present.sum() == 0).to(rho_cols.dtype)
-        if weight is None:
-            inter = 1 - rho_rows.mean()
-            intra = 1 - intra_rho
-        else:
-            total = weight.sum()
-            # sum(w * (1 - rho)) / sum(w): exactly 0 (in the graph) when every w is 0.
-            inter = (weight * (1 - rho_rows)).sum() / total.clamp_min(1e-12)
-            intra = (1 - intra_rho) * (total > 0)
+            num_present = present.sum(1)
+            intra_rows = has_rows * (num_present > 0)
+            class_share = present * (has_rows / num_present.clamp_min(1))[:, None]
+        intra = intra_rows.sum() - (class_share * rho_cols).sum()
         loss = inter_loss_weight * inter + intra_loss_weight * intra
         if kl_weight > 0:
             kl = kd_loss_per_row(student_logits, teacher_logits, tau, activation) / tau**2
-            if weight is None:
-                kl = kl.mean()
-            else:
-                kl = (weight * kl).sum() / weight.sum().clamp_min(1e-12)
-            loss = loss + kl_weight * kl
+            loss = loss + kl_weight * (row_share @ kl.to(row_share.dtype))
         return tau**2 * loss
 
 
@@ -290,13 +453,16 @@ class DISTLoss(nn.Module):
     def forward(self,
                 student_logits: Tensor,
                 teacher_logits: Tensor,
-                weight: Optional[Tensor] = None) -> Tensor:
+                weight: Optional[Tensor] = None,
+                groups: Optional[Sequence[int]] = None) -> Tensor:
         """Compute the loss.
 
         Args:
             student_logits: (N, C) logits.
             teacher_logits: (N, C) logits (detached).
             weight: optional (N,) row weights, 0 = row left out.
+            groups: optional sizes of consecutive row groups (e.g. FPN levels): the sum
+                over groups of the loss of each group, in one pass.
 
         Returns:
             Scalar float32 loss.
@@ -311,7 +477,8 @@ class DISTLoss(nn.Module):
             activation=self.activation,
             eps=self.eps,
             kl_weight=self.kl_weight,
-            intra_class_threshold=self.intra_class_threshold)
+            intra_class_threshold=self.intra_class_threshold,
+            groups=groups)
 
     def extra_repr(self) -> str:
         return (f'inter_loss_weight={self.inter_loss_weight}, '

@@ -1,14 +1,15 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Hinton knowledge distillation: KL(teacher || student) of tempered distributions."""
-from typing import Optional
+from typing import Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from .utils import (autocast_disabled, check_activation, check_logits, check_non_negative,
-                    check_positive)
+from .utils import (autocast_disabled, check_activation, check_groups, check_logits,
+                    check_non_negative, check_positive)
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -73,7 +74,8 @@ class KDLoss(nn.Module):
                 teacher_logits: Tensor,
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
+                reduction_override: Optional[str] = None,
+                groups: Optional[Sequence[int]] = None) -> Tensor:
         """Compute the loss.
 
         Args:
@@ -83,6 +85,9 @@ class KDLoss(nn.Module):
             avg_factor: divisor of the summed loss for ``'mean'``; defaults to the
                 sum of ``weight`` when given, else N.
             reduction_override: overrides ``reduction`` for this call.
+            groups: optional sizes of consecutive row groups (e.g. FPN levels): with
+                ``'mean'``, the sum over groups of each group's mean (as one call per
+                group); ``'sum'`` and ``'none'`` do not depend on groups.
 
         Returns:
             Scalar loss, or (N,) losses for ``'none'``.
@@ -95,6 +100,15 @@ class KDLoss(nn.Module):
         loss = kd_loss_per_row(student_logits, teacher_logits, self.tau, self.activation)
         if weight is not None:
             weight = weight.detach().float()
-            if avg_factor is None and reduction == 'mean':
-                avg_factor = weight.sum()
+        if groups is not None and reduction == 'mean':
+            if avg_factor is not None:
+                raise ValueError('KDLoss: avg_factor and groups cannot be combined (each '
+                                 "group's mean has its own divisor)")
+            sizes = check_groups(groups, loss.shape[0])
+            row_weight = torch.ones_like(loss) if weight is None else weight
+            means = [(w * l).sum() / w.sum().clamp_min(1e-12)
+                     for l, w in zip(loss.split(sizes), row_weight.split(sizes))]
+            return self.loss_weight * torch.stack(means).sum()
+        if weight is not None and avg_factor is None and reduction == 'mean':
+            avg_factor = weight.sum()
         return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)

@@ -1,6 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Shared pieces of the distillation losses: argument checks and float32 probabilities."""
-from typing import Optional
+"""Shared pieces of the distillation losses: argument checks and the compute dtype."""
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -38,28 +38,20 @@ def check_logits(student_logits: Tensor, teacher_logits: Tensor,
                          f'got {tuple(weight.shape)}')
 
 
+def check_groups(groups: Optional[Sequence[int]], num_rows: int) -> List[int]:
+    """Sizes of groups of consecutive rows as ints; ``[num_rows]`` for ``None``."""
+    if groups is None:
+        return [num_rows]
+    sizes = [int(size) for size in groups]
+    if not sizes or min(sizes) < 0 or sum(sizes) != num_rows:
+        raise ValueError('groups must be non-negative sizes of consecutive row groups that '
+                         f'add up to N = {num_rows}, got {list(groups)!r}')
+    return sizes
+
+
 def compute_dtype(tensor: Tensor) -> torch.dtype:
     """The dtype loss math runs in: float64 for float64 inputs, float32 for all others."""
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
-
-
-def logits_to_probs(logits: Tensor, activation: str, tau: float) -> Tensor:
-    """Probabilities ``softmax(z / tau)`` over C, or element-wise ``sigmoid(z / tau)``.
-
-    Args:
-        logits: (N, C) logits of any floating dtype.
-        activation: ``'softmax'`` or ``'sigmoid'``.
-        tau: temperature.
-
-    Returns:
-        (N, C) probabilities in :func:`compute_dtype` (float32 for fp16/bf16 logits).
-    """
-    scaled = logits.to(compute_dtype(logits))
-    if tau != 1.0:
-        scaled = scaled / tau
-    if activation == 'softmax':
-        return scaled.softmax(dim=1)
-    return scaled.sigmoid()
 
 
 def autocast_disabled(tensor: Tensor) -> torch.autocast:

@@ -114,32 +114,62 @@ def test_dense_rows_follow_mmdet_prior_order(retina):
         assert torch.allclose(priors[r], expected), (r, h, w, a)
 
 
+class _Sample:
+    def __init__(self, shape):
+        self.img_shape = shape
+
+
 def test_padding_rows_are_left_out(retina):
     model, _ = build(retina['config'])
     seen = []
 
-    class Spy(torch.nn.Module):
+    class Spy(torch.nn.Module):  # no `groups`: one call per level
 
         def forward(self, s_rows, t_rows, weight):
             seen.append((s_rows.shape[0], weight))
             return s_rows.sum() * 0
 
     model.loss_cls = Spy()
-
-    class Sample:
-        def __init__(self, shape):
-            self.img_shape = shape
-
     # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
     sizes = [8, 4, 2, 1, 1]
     logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
-    model._dense_loss(logits, logits, [Sample((64, 64)), Sample((40, 24))])
+    model._dense_loss(logits, logits, [_Sample((64, 64)), _Sample((40, 24))])
     for level, ((rows, weight), n, stride) in enumerate(zip(seen, sizes, [8, 16, 32, 64, 128])):
         assert rows == 2 * n * n * 9
         assert weight[:n * n * 9].sum() == n * n * 9  # full-size image: all valid
         # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
         valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * 9
         assert weight[n * n * 9:].sum() == valid, level
+    # No padding at all: no weights.
+    seen.clear()
+    model._dense_loss(logits, logits, [_Sample((64, 64)), _Sample((64, 64))])
+    assert [weight for _, weight in seen] == [None] * 5
+
+
+def test_grouped_dense_loss_equals_one_call_per_level(retina):
+    """DISTLoss takes all FPN levels in one call (`groups`): the same value and gradient
+    as one call per level, with the same rows and padding weights."""
+    model, _ = build(retina['config'])
+    sizes = [8, 4, 2, 1, 1]
+    torch.manual_seed(0)
+    s_logits = [torch.randn(2, 9 * 4, n, n, requires_grad=True) for n in sizes]
+    t_logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
+    samples = [_Sample((64, 64)), _Sample((40, 24))]
+    grouped = model._dense_loss(s_logits, t_logits, samples)
+    grouped_grads = torch.autograd.grad(grouped, s_logits)
+    reference = 0
+    for n, stride, s_map, t_map in zip(sizes, [8, 16, 32, 64, 128], s_logits, t_logits):
+        # Image 0 fills the batch; image 1 (h 40, w 24) covers the first
+        # ceil(40 / stride) x ceil(24 / stride) cells of each level, all 9 anchors.
+        padded = torch.zeros(n, n, 9)
+        padded[:min(-(-40 // stride), n), :min(-(-24 // stride), n)] = 1
+        weight = torch.cat([torch.ones(n * n * 9), padded.flatten()])
+        reference = reference + model.loss_cls(
+            dense_to_rows(s_map, 9), dense_to_rows(t_map, 9), weight)
+    reference_grads = torch.autograd.grad(reference, s_logits)
+    torch.testing.assert_close(grouped, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(grouped_grads, reference_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_roi_teacher_classifies_the_students_sampled_rois(faster):

@@ -256,3 +256,55 @@ def test_class_aware_intra_term_leaves_absent_classes_out():
         DISTLoss(intra_class_threshold=2.0)
     with pytest.raises(ValueError, match='kl_weight must be >= 0'):
         DISTLoss(kl_weight=-1)
+
+
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('options', [{}, {'kl_weight': 0.5, 'intra_class_threshold': 0.3}])
+def test_groups_equal_one_call_per_group(activation, options, monkeypatch):
+    """`groups` (e.g. FPN levels in one call) gives the sum of one call per group: value
+    and gradient, with blocks smaller than a group, a group whose rows all have weight 0
+    and an empty group."""
+    module = importlib.import_module('mmdist.models.losses.dist_loss')
+    monkeypatch.setattr(module, 'BLOCK_ELEMENTS', 12)  # 3 rows per block at C = 4
+    gen = torch.Generator().manual_seed(5)
+    sizes = [7, 0, 4, 3, 2]
+    z_s = torch.randn(16, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(16, 4, generator=gen, dtype=torch.float64) * 2
+    weight = torch.ones(16, dtype=torch.float64)
+    weight[[1, 5]] = 0
+    weight[11:14] = 0  # the fourth group: no row kept
+    kwargs = dict(activation=activation, inter_loss_weight=0.7, **options)
+    grouped = dist_loss(z_s, z_t, weight, groups=sizes, **kwargs)
+    (grad_grouped, ) = torch.autograd.grad(grouped, z_s)
+    separate = sum(
+        dist_loss(s, t, w, **kwargs) for s, t, w, n in zip(
+            z_s.split(sizes), z_t.split(sizes), weight.split(sizes), sizes) if n)
+    (grad_separate, ) = torch.autograd.grad(separate, z_s)
+    tol = 1e-6 if options else 1e-12  # the KL anchor is computed in float32
+    assert grouped.item() == pytest.approx(separate.item(), rel=tol)
+    torch.testing.assert_close(grad_grouped, grad_separate, rtol=tol, atol=tol)
+    # The fourth group adds exactly nothing: scipy reference of the other groups' sum.
+    if not options:
+        keep = weight.numpy() > 0
+        expected, offset = 0.0, 0
+        for n in sizes:
+            rows = slice(offset, offset + n)
+            offset += n
+            if n and keep[rows].any():
+                expected += reference_dist(z_s.detach().numpy()[rows], z_t.numpy()[rows],
+                                           w_inter=0.7, activation=activation,
+                                           keep=keep[rows])
+        assert grouped.item() == pytest.approx(expected, rel=1e-9)
+    rho_rows, rho_cols, teacher_max = dist_relations(z_s, z_t, weight, activation=activation,
+                                                     groups=sizes)
+    assert rho_rows.shape == (16, ) and rho_cols.shape == teacher_max.shape == (5, 4)
+    assert torch.autograd.gradcheck(
+        lambda z: dist_relations(z, z_t, weight, activation=activation, groups=sizes)[:2],
+        (z_s, ))
+
+
+def test_bad_groups_are_rejected():
+    z = torch.randn(6, 3)
+    for groups in ([2, 3], [7, -1], []):
+        with pytest.raises(ValueError, match='groups must be non-negative sizes .* N = 6'):
+            DISTLoss()(z, z, groups=groups)

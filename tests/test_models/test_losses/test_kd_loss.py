@@ -62,3 +62,26 @@ def test_build_and_errors():
         KDLoss()(torch.randn(2, 3), torch.randn(2, 3), reduction_override='avg')
     with pytest.raises(ValueError, match='loss_weight must be >= 0'):
         KDLoss(loss_weight=-0.1)
+
+
+def test_groups_sum_the_per_group_means():
+    gen = torch.Generator().manual_seed(3)
+    z_s, z_t = torch.randn(9, 4, generator=gen), torch.randn(9, 4, generator=gen)
+    weight = torch.tensor([1., 0., 1., 1., 1., 0., 0., 1., 1.])
+    sizes = [3, 4, 2]
+    rows = reference_kd_rows(z_s, z_t, 2.0, 'sigmoid')
+    expected, offset = 0.0, 0
+    for n in sizes:
+        w = weight.numpy()[offset:offset + n]
+        expected += (w * rows[offset:offset + n]).sum() / w.sum()
+        offset += n
+    loss = KDLoss(tau=2.0, activation='sigmoid', loss_weight=3.0)
+    assert loss(z_s, z_t, weight, groups=sizes).item() == pytest.approx(3 * expected,
+                                                                        rel=1e-5)
+    # 'sum' does not depend on the groups; avg_factor has no meaning per group.
+    assert loss(z_s, z_t, weight, groups=sizes, reduction_override='sum').item() == \
+        pytest.approx(3 * (weight.numpy() * rows).sum(), rel=1e-5)
+    with pytest.raises(ValueError, match='avg_factor and groups'):
+        loss(z_s, z_t, weight, avg_factor=2.0, groups=sizes)
+    with pytest.raises(ValueError, match='add up to N = 9'):
+        loss(z_s, z_t, groups=[3, 3])
