@@ -74,8 +74,9 @@ class StageFailed(RuntimeError):
     """A stage raised; the message names its log file."""
 
 
-def _student_options(task: DemoTask, role: str, options: Sequence[str], seed: int,
+def _student_options(role: str, options: Sequence[str], seed: int,
                      teacher_ckpt: str) -> List[str]:
+    """A student stage's ``--cfg-options``: seed, and the teacher for KD / DIST."""
     extra = [f'randomness.seed={seed}']
     if role in DISTILLED:
         extra.append(f'model.teacher_ckpt={teacher_ckpt}')
@@ -159,7 +160,7 @@ def run_task(task: DemoTask, options: DemoOptions, console: Console, router,
             title = f'{task.name} · {ROLE_NAMES[role]}, seed {seed} ({osp.basename(config)})'
             console.begin_stage(f'{title}: training')
             stage_options = _student_options(
-                task, role, base_options + schedule.get(role, []), seed, teacher_ckpt)
+                role, base_options + schedule.get(role, []), seed, teacher_ckpt)
             result = _run_stage(
                 console, title, osp.join(task_dir, role, f'seed{seed}'), task=task.name,
                 role=role, seed=seed, config=config, options=stage_options,
@@ -179,7 +180,9 @@ def _data_summary(task: DemoTask, options: DemoOptions) -> str:
             f'{len(task.classes)} shape classes ({", ".join(task.classes)}), '
             f'{spec.object_size[0]}-{spec.object_size[1]} px, up to {spec.max_objects} per '
             f'image with occlusion, stripe texture {spec.texture:g}, up to '
-            f'{spec.distractors} unannotated distractor strokes.')
+            f'{spec.distractors} unannotated distractor strokes, '
+            + ('random colours.' if spec.color_noise is None else
+               f'class colours with noise σ={spec.color_noise:g}.'))
 
 
 def run_demo(options: DemoOptions, stream: Optional[TextIO] = None) -> DemoRun:

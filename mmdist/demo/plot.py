@@ -52,8 +52,7 @@ def plot_results(path: str, tasks: Sequence[DemoTask],
                 bars.text(x, mean, f'{mean:.1f}', ha='center', va='bottom', fontsize=9)
         bars.set_xticks(range(len(rows)))
         bars.set_xticklabels(names, rotation=15, fontsize=9)
-        unit = ' (%)' if task.headline.scale == 100 else ''
-        bars.set_ylabel(task.headline.label + unit)
+        bars.set_ylabel(task.headline.label + ' (%)')
         bars.set_title(f'{task.name}: {task.headline.label} on the held-out split')
         finite = [m + e for m, e in zip(means, errs) if m == m]
         if finite:

@@ -7,6 +7,7 @@ trained alone. Nothing here decides what "should" have happened.
 """
 import datetime
 import math
+import os
 import os.path as osp
 import platform
 from dataclasses import dataclass
@@ -156,7 +157,8 @@ def write_report(path: str, tasks: Sequence[DemoTask], results: Dict[str, List[S
         '# mmdist demo report', '',
         f'- date: {now:%Y-%m-%d %H:%M %Z}',
         f'- command: `{command}`',
-        f'- mode: {"--tiny (smoke test: a few iterations, numbers meaningless)" if tiny else "full"}',
+        '- mode: ' + ('--tiny (smoke test: a few iterations, numbers meaningless)'
+                      if tiny else 'full'),
         f'- machine: {platform.machine()}, {_cpu_count()} CPU cores, torch {torch.__version__}'
         f' ({"CUDA" if torch.cuda.is_available() else "CPU only"})',
         f'- **measured wall time: {format_duration(wall_seconds)}** (data generation, training '
@@ -170,8 +172,7 @@ def write_report(path: str, tasks: Sequence[DemoTask], results: Dict[str, List[S
         rows = build_rows(task, task_results)
         lines += [f'## {task.title}', '', data_summaries.get(task.name, ''), '']
         lines += table_lines(task, rows, markdown=True)
-        unit = f'{task.headline.label}' + (' (%)' if task.headline.scale == 100 else '')
-        lines += ['', f'Metrics on the held-out split; {unit}. Δ: against the student '
+        lines += ['', 'Metrics on the held-out split, in %. Δ: against the student '
                   'trained alone (same schedule and seed). Training time is wall-clock '
                   'on this machine.', '']
         lines += [f'- {line}' for line in findings(task, task_results)]
@@ -188,7 +189,6 @@ def write_report(path: str, tasks: Sequence[DemoTask], results: Dict[str, List[S
 
 
 def _cpu_count() -> int:
-    import os
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -46,7 +46,8 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Metric:
-    """A reported metric: key in the evaluator's output, column label, display scale."""
+    """A reported metric: key in the evaluator's output, column label, and the factor
+    that makes it a percentage (CocoMetric reports fractions, IoUMetric percentages)."""
 
     key: str
     label: str
