@@ -15,8 +15,9 @@ Optional knobs: ``texture`` (stripes of random period and orientation on every s
 on the background) and ``distractors`` (unannotated strokes and arcs: parts of shapes that
 are not objects) make the task harder, so that a bigger model has something to beat a
 small one on; ``color_noise`` gives each class a typical colour (a cue that is learnt
-quickly, ambiguous where the colours of two classes overlap). They are read by mmdet's ``CocoDataset`` and mmseg's
-``CityscapesDataset`` exactly as real data.
+quickly, ambiguous where the colours of two classes overlap); ``class_weights`` makes some
+classes rarer than others (class imbalance). They are read by mmdet's ``CocoDataset`` and
+mmseg's ``CityscapesDataset`` exactly as real data.
 """
 import json
 import os
@@ -122,10 +123,34 @@ def _color(rng: np.random.Generator, label: int, color_noise: Optional[float]) -
     return tuple(int(c) for c in np.clip(color, 0, 255))
 
 
+def class_probabilities(class_weights: Optional[Sequence[float]]) -> Optional[np.ndarray]:
+    """Validated ``class_weights`` normalised to probabilities (None stays None)."""
+    if class_weights is None:
+        return None
+    try:
+        weights = np.asarray(class_weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'class_weights must be {len(SHAPE_CLASSES)} numbers, got '
+                         f'{class_weights!r}') from err
+    if weights.shape != (len(SHAPE_CLASSES), ):
+        raise ValueError(f'class_weights must have one weight per shape class '
+                         f'({len(SHAPE_CLASSES)}: {", ".join(SHAPE_CLASSES)}), got '
+                         f'{class_weights!r}')
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f'class_weights must be finite and non-negative, got {class_weights!r}')
+    if weights.sum() <= 0:
+        raise ValueError(f'class_weights must not all be zero, got {class_weights!r}')
+    return weights / weights.sum()
+
+
 def _render(rng: np.random.Generator, height: int, width: int, max_objects: int,
             min_size: int, max_size: int, texture: float = 0.0, distractors: int = 0,
-            color_noise: Optional[float] = None):
-    """One image: (BGR image, per-pixel label map with 255 = background, objects)."""
+            color_noise: Optional[float] = None, class_probs: Optional[np.ndarray] = None):
+    """One image: (BGR image, per-pixel label map with 255 = background, objects).
+
+    ``class_probs``: probability of each shape class per object; None: uniform (drawn
+    with ``rng.integers``, as before the option existed, so old outputs are unchanged).
+    """
     img = _background(rng, height, width, texture)
     for _ in range(int(rng.integers(0, distractors + 1)) if distractors else 0):
         _draw_distractor(img, rng, max_size)
@@ -133,7 +158,10 @@ def _render(rng: np.random.Generator, height: int, width: int, max_objects: int,
     instance = np.full((height, width), -1, np.int32)
     objects: List[Dict] = []
     for idx in range(int(rng.integers(1, max_objects + 1))):
-        label = int(rng.integers(len(SHAPE_CLASSES)))
+        if class_probs is None:
+            label = int(rng.integers(len(SHAPE_CLASSES)))
+        else:
+            label = int(rng.choice(len(SHAPE_CLASSES), p=class_probs))
         w = int(rng.integers(min_size, max_size + 1))
         h = int(np.clip(w * rng.uniform(0.6, 1.6), min_size, max_size))
         x0 = int(rng.integers(0, max(width - w, 1)))
@@ -162,7 +190,8 @@ def make_coco_shapes(root: str,
                      seed: int = 0,
                      texture: float = 0.0,
                      distractors: int = 0,
-                     color_noise: Optional[float] = None) -> Dict[str, str]:
+                     color_noise: Optional[float] = None,
+                     class_weights: Optional[Sequence[float]] = None) -> Dict[str, str]:
     """Write a COCO-format shapes dataset.
 
     Args:
@@ -180,10 +209,15 @@ def make_coco_shapes(root: str,
             plus Gaussian noise of this standard deviation per channel (classes have
             typical colours, as in real scenes; with a large value they overlap and the
             shape decides).
+        class_weights: relative probability of drawing each of the six
+            :data:`SHAPE_CLASSES` for an object (e.g. ``(10, 10, 10, 10, 1, 1)``: ring and
+            diamond ten times rarer); non-negative, not all zero. None (default): uniform,
+            and the output is byte-identical to that of earlier versions.
 
     Returns:
         split name -> annotation file path.
     """
+    class_probs = class_probabilities(class_weights)
     splits = splits or {'train': 8, 'val': 4}
     height, width = image_size
     out = {}
@@ -196,7 +230,7 @@ def make_coco_shapes(root: str,
         for image_id in range(1, num_images + 1):
             img, _, objects = _render(rng, height, width, max_objects, *object_size,
                                       texture=texture, distractors=distractors,
-                                      color_noise=color_noise)
+                                      color_noise=color_noise, class_probs=class_probs)
             file_name = f'{split}_{image_id:05d}.jpg'
             cv2.imwrite(osp.join(root, 'images', split, file_name), img,
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -223,7 +257,8 @@ def make_cityscapes_shapes(root: str,
                            seed: int = 0,
                            texture: float = 0.0,
                            distractors: int = 0,
-                           color_noise: Optional[float] = None) -> None:
+                           color_noise: Optional[float] = None,
+                           class_weights: Optional[Sequence[float]] = None) -> None:
     """Write a Cityscapes-format shapes dataset.
 
     Train id ``0`` is the background and ``1 + k`` the k-th entry of
@@ -245,7 +280,10 @@ def make_cityscapes_shapes(root: str,
         texture: amplitude of the stripes on shapes and background; 0: none.
         distractors: at most this many unannotated strokes per image (background pixels).
         color_noise: see :func:`make_coco_shapes`.
+        class_weights: relative frequency of the six shape classes (train ids 1-6); see
+            :func:`make_coco_shapes`. None (default): uniform, output unchanged.
     """
+    class_probs = class_probabilities(class_weights)
     splits = splits or {'train': 8, 'val': 4}
     height, width = image_size
     for split_idx, (split, num_images) in enumerate(sorted(splits.items())):
@@ -257,7 +295,7 @@ def make_cityscapes_shapes(root: str,
         for idx in range(num_images):
             img, labels, _ = _render(rng, height, width, max_objects, *object_size,
                                      texture=texture, distractors=distractors,
-                                     color_noise=color_noise)
+                                     color_noise=color_noise, class_probs=class_probs)
             train_ids = np.where(labels == 255, 0, labels + 1).astype(np.uint8)
             band = int(round(height * ignore_fraction))
             if band:

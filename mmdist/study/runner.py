@@ -1,0 +1,158 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""Run a study: data, teacher (cached), every student per seed, each evaluated paired.
+
+The pieces are the demo's (:mod:`mmdist.demo`): the synthetic data and its fingerprint,
+the teacher cache keyed by config + data, and :func:`~mmdist.demo.stages.run_stage`,
+which trains through ``tools/train.py`` and tests through ``tools/test.py`` in-process.
+The teacher is evaluated alone with the same evaluators, and every student with
+``mmdist.PairedTestLoop`` against that teacher.
+"""
+import gc
+import os
+import os.path as osp
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from mmdist.demo.cache import TeacherCache, teacher_key
+from mmdist.demo.console import Console, format_duration
+from mmdist.demo.data import prepare_data
+from mmdist.demo.paths import demo_config, load_tool
+from mmdist.demo.stages import StageResult, run_stage
+from mmdist.demo.tasks import SEGMENTATION
+from . import metrics  # noqa: F401  (registers the per-class metrics)
+from .configs import write_config
+from .table import RunRow
+from .variants import Study
+
+TEACHER_CONFIG = 'seg_teacher.py'
+
+
+@dataclass
+class StudySettings:
+    """How to run the studies.
+
+    Attributes:
+        out_dir: output directory (absolute).
+        seeds: student seeds (the teacher is trained once, seed 0).
+        tiny: the demo's tiny data and ``tiny_iters`` iterations per run.
+        tiny_iters: training iterations of every run under ``tiny``.
+        teacher_cache_dirs: extra folders whose ``teacher/<key>/`` entries (the demo's
+            cache, e.g. ``work_dirs/demo/seg``) are reused when config, schedule and data
+            fingerprint match.
+    """
+
+    out_dir: str
+    seeds: Sequence[int] = (0, )
+    tiny: bool = False
+    tiny_iters: int = 2
+    teacher_cache_dirs: Sequence[str] = ()
+
+
+@dataclass
+class StudyResult:
+    """A study's teacher and student rows, and where its data and teacher came from."""
+
+    study: Study
+    data_root: str
+    data_fingerprint: str
+    teacher_checkpoint: str
+    teacher_source: str
+    teacher: RunRow
+    students: List[RunRow] = field(default_factory=list)
+
+
+def _schedule(settings: StudySettings) -> List[str]:
+    return SEGMENTATION.schedule_options(settings.tiny_iters) if settings.tiny else []
+
+
+def _find_teacher(key: str, study_dir: str,
+                  settings: StudySettings) -> Optional[StageResult]:
+    for folder in list(settings.teacher_cache_dirs) + [study_dir]:
+        result = TeacherCache(folder).load(key)
+        if result is not None:
+            return result
+    return None
+
+
+def _teacher(study_dir: str, data_options: List[str], fingerprint: str,
+             settings: StudySettings, console: Console, router) -> StageResult:
+    """The cached teacher for this data, or train it with the demo's teacher config."""
+    config = demo_config(TEACHER_CONFIG)
+    schedule = _schedule(settings)
+    key = teacher_key(config, schedule, fingerprint)
+    cached = _find_teacher(key, study_dir, settings)
+    if cached is not None:
+        console.begin_stage(f'teacher: cached {key} ({cached.work_dir})')
+        return cached
+    console.begin_stage(f'teacher: training {TEACHER_CONFIG} (cache key {key})')
+    cache = TeacherCache(study_dir)
+    work_dir = cache.work_dir(key)
+    if osp.isdir(work_dir):
+        shutil.rmtree(work_dir)  # an unfinished earlier attempt
+    result = run_stage(task='seg', role='teacher', seed=0, config=config, work_dir=work_dir,
+                       options=data_options + schedule, test_options=[], console=console,
+                       router=router)
+    cache.store(key, result)
+    return result
+
+
+def _evaluate_teacher(study_dir: str, checkpoint: str, data_options: List[str],
+                      router) -> RunRow:
+    """The teacher alone under the plain test loop, with the study's evaluators."""
+    config = write_config(osp.join(study_dir, 'configs', 'teacher_eval.py'),
+                          TEACHER_CONFIG, paired=False,
+                          comment='the demo teacher, evaluated alone')
+    work_dir = osp.join(study_dir, 'teacher_eval')
+    os.makedirs(work_dir, exist_ok=True)
+    with router.to_file(osp.join(work_dir, 'demo_stage.log')):
+        start = time.monotonic()
+        metrics = load_tool('test').main(
+            [config, checkpoint, '--work-dir', work_dir, '--cfg-options', *data_options,
+             f'visualizer.name=study_teacher_{time.time_ns()}'])
+    gc.collect()
+    return RunRow('teacher', 'teacher', 0, {k: float(v) for k, v in metrics.items()},
+                  test_seconds=time.monotonic() - start)
+
+
+def run_study(study: Study, settings: StudySettings, console: Console,
+              router) -> StudyResult:
+    """Data, teacher and every student x seed of ``study``."""
+    study_dir = osp.join(settings.out_dir, study.name)
+    spec = study.tiny_data if settings.tiny else study.data
+    data = prepare_data(SEGMENTATION, osp.join(study_dir, 'data'), spec)
+    console.info(f'study {study.name}: data {"reused" if data.reused else "generated"} in '
+                 f'{data.root} (fingerprint {data.fingerprint[:12]})')
+    data_options = SEGMENTATION.data_options(data.root)
+
+    teacher = _teacher(study_dir, data_options, data.fingerprint, settings, console, router)
+    teacher_ckpt = osp.join(study_dir, 'teacher.pth')
+    shutil.copyfile(teacher.checkpoint, teacher_ckpt)
+    teacher_row = _evaluate_teacher(study_dir, teacher_ckpt, data_options, router)
+    teacher_row.train_seconds, teacher_row.cached = teacher.train_seconds, teacher.cached
+    console.detail(f'teacher: mIoU {teacher_row.metrics.get("mIoU", float("nan")):.2f}')
+    result = StudyResult(study, data.root, data.fingerprint, teacher_ckpt,
+                         teacher.checkpoint, teacher_row)
+
+    for seed in settings.seeds:
+        for variant in study.variants:
+            work_dir = osp.join(study_dir, variant.name, f'seed{seed}')
+            # Not in work_dir: the runners dump the resolved config there under its name.
+            config = write_config(osp.join(study_dir, 'configs', f'{variant.name}.py'),
+                                  variant.config,
+                                  model=variant.model,
+                                  comment=f'study {study.name}: {variant.label}')
+            console.begin_stage(f'study {study.name} · {variant.label}, seed {seed}')
+            options = data_options + _schedule(settings) + [
+                f'randomness.seed={seed}', f'model.teacher_ckpt={teacher_ckpt}']
+            stage = run_stage(task='seg', role=variant.name, seed=seed, config=config,
+                              work_dir=work_dir, options=options, test_options=[],
+                              console=console, router=router)
+            result.students.append(
+                RunRow(variant.name, variant.label, seed, stage.metrics, stage.train_seconds,
+                       stage.test_seconds))
+            console.detail(f'{variant.label}: mIoU {stage.metrics.get("mIoU", float("nan")):.2f}'
+                           f' (trained in {format_duration(stage.train_seconds)}, tested in '
+                           f'{format_duration(stage.test_seconds)})')
+    return result
