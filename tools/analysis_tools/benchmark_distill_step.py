@@ -10,12 +10,16 @@ a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
 
 - ``student``: the student's own loss, backward and SGD step;
 - ``teacher``: the teacher's plain tensor-mode forward (``mode='tensor'``) under no_grad;
+- ``joint``: the student's step with that teacher forward run inside it, after the
+  student's forward (as in distillation) but without any distillation loss: what running
+  both networks in one step costs before mmdist does anything (the student's activations
+  stay alive during the teacher's forward);
 - ``mmdist``: the distiller's training step (student step + what distillation needs);
 - ``naive``: a distillation step in which the teacher runs its full loss-mode forward
   (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the same
   distillation losses;
 
-and prints ``mmdist / (student + teacher)`` and ``mmdist / naive``. ``--models
+and prints ``mmdist / (student + teacher)``, ``mmdist / joint`` and ``mmdist / naive``. ``--models
 retinanet_shipped`` (not in the default run: minutes per step set on a CPU) times the
 shipped RetinaNet config's own models — ResNet-50 student, ResNeXt-101-64x4d teacher, 80
 classes, no pretrained weights — on 512 x 512 images. A second table times
@@ -196,10 +200,16 @@ def benchmark(name: str, repeat: int) -> dict:
             model.teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
                           data['data_samples'], mode='tensor')
 
+    def student_loss_and_teacher_forward():
+        losses = model.student.loss(data['inputs'], data['data_samples'])
+        teacher_forward()
+        return losses
+
     variants = {
         'student': lambda: train_step(lambda: model.student.loss(data['inputs'],
                                                                  data['data_samples'])),
         'teacher': teacher_forward,
+        'joint': lambda: train_step(student_loss_and_teacher_forward),
         'mmdist': lambda: train_step(lambda: model.loss(data['inputs'], data['data_samples'])),
         'naive': lambda: train_step(lambda: naive_loss(model, data)),
     }
@@ -250,18 +260,18 @@ def main():
     args = parser.parse_args()
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{os.cpu_count()} cores; median of {args.repeat} interleaved steps')
-    print(f'{"model":<12}{"student":>10}{"teacher":>10}{"mmdist":>10}{"naive":>10}'
-          f'{"mmdist/(s+t)":>14}{"mmdist/naive":>14}')
+    print(f'{"model":<18}{"student":>10}{"teacher":>10}{"joint":>10}{"mmdist":>10}'
+          f'{"naive":>10}{"mmdist/(s+t)":>14}{"mmdist/joint":>14}{"mmdist/naive":>14}')
     for name in args.models:
         t = benchmark(name, args.repeat)
-        print(f'{name:<12}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in
-                                      ('student', 'teacher', 'mmdist', 'naive')) +
+        print(f'{name:<18}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in
+                                      ('student', 'teacher', 'joint', 'mmdist', 'naive')) +
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
-              f'{t["mmdist"] / t["naive"]:>14.3f}')
-    print(f'\n{"validation":<12}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
+              f'{t["mmdist"] / t["joint"]:>14.3f}{t["mmdist"] / t["naive"]:>14.3f}')
+    print(f'\n{"validation":<18}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
     for name in args.models:
         t = benchmark_validation(name, args.repeat)
-        print(f'{name:<12}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
+        print(f'{name:<18}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
               f'{t["paired"] / t["plain"]:>14.3f}')
 
 
