@@ -385,9 +385,9 @@ def dist_loss(student_logits: Tensor,
             with_teacher_max=intra_class_threshold is not None, groups=group_sizes)
         # Each term is a fixed (no-gradient) weighting of the correlations:
         # sum_g mean_{i in g} w_i (1 - rho_i) = sum_i v_i (1 - rho_i), v_i = w_i / W_g(i).
-        groups = _row_groups(tuple(group_sizes), rho_cols.shape[1], rho_rows.dtype,
-                             rho_rows.device, BLOCK_ELEMENTS)
-        row_share, has_rows = _row_shares(weight, groups)  # (N,), (G,)
+        row_groups = _row_groups(tuple(group_sizes), rho_cols.shape[1], rho_rows.dtype,
+                                 rho_rows.device, BLOCK_ELEMENTS)
+        row_share, has_rows = _row_shares(weight, row_groups)  # (N,), (G,)
         inter = row_share.sum() - row_share @ rho_rows
         # sum_g has_g (1 - mean_c rho_gc) over all classes, or over the present ones
         # (a group with no class present adds 0).
