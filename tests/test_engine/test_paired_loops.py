@@ -244,6 +244,7 @@ def test_detection_paired_loop_matches_separate_runs(det):
 
     _, plain = run_test(det['eval_config'], det['ckpt'], osp.join(tmp, 'plain'))
     assert {k for k in plain if k.startswith('faith/')} == {'faith/dece_student',
+                                                           'faith/cb_dece_student',
                                                            'faith/calib_score_thr'}
     assert plain['faith/dece_student'] == pytest.approx(paired['faith/dece_student'], abs=1e-9)
     assert plain['coco/bbox_mAP'] == paired['coco/bbox_mAP']

@@ -126,18 +126,22 @@ class DetFaithfulnessMetric(StreamingSumMetric):
                 np.float64)
             above = student['scores'] >= self.pseudo_score_thr
             sums['fid_det_thr'] = np.array([above.sum()], np.float64)
-            sums['fid_tp_thr'] = np.array([(tp & above).sum()], np.float64)
+            # Per class: matched pseudo boxes (a match has the pseudo box's class).
+            sums['fid_tp_thr'] = np.bincount(student['labels'][tp & above],
+                                             minlength=num_classes).astype(np.float64)
             sums['gap_sum'] = np.array(
                 [(pseudo['scores'][match[tp]] - student['scores'][tp]).sum()])
             sums['gap_count'] = np.array([tp.sum()], np.float64)
         if gt is not None:
             for name, dets in (('student', student), ('teacher', teacher)):
                 if dets is not None:
-                    sums.update(self._dece_sums(name, dets, gt, ignored))
+                    sums.update(self._dece_sums(name, dets, gt, ignored, num_classes))
         return sums
 
-    def _dece_sums(self, name: str, dets: Dict, gt: Dict,
-                   ignored: Optional[Dict]) -> Dict[str, np.ndarray]:
+    def _dece_sums(self, name: str, dets: Dict, gt: Dict, ignored: Optional[Dict],
+                   num_classes: int) -> Dict[str, np.ndarray]:
+        """(classes * (num_bins + 1),) count, confidence and hit sums per predicted class
+        and score bin; the pooled D-ECE adds them up over classes."""
         keep = dets['scores'] >= self.calib_score_thr
         boxes, scores, labels = (dets[key][keep] for key in ('bboxes', 'scores', 'labels'))
         tp = greedy_match(boxes, scores, labels, gt['bboxes'], gt['labels'], self.iou_thr) >= 0
@@ -145,14 +149,15 @@ class DetFaithfulnessMetric(StreamingSumMetric):
             # False positives on crowd / ignored regions are left out, as COCO does.
             on_ignored = box_iou(boxes, ignored['bboxes'], mode='iof').max(1) >= self.iou_thr
             counted = tp | ~on_ignored
-            scores, tp = scores[counted], tp[counted]
+            scores, tp, labels = scores[counted], tp[counted], labels[counted]
         bins = self.num_bins + 1
-        index = bin_index(torch.from_numpy(scores), self.num_bins).numpy()
+        index = labels * bins + bin_index(torch.from_numpy(scores), self.num_bins).numpy()
+        size = num_classes * bins
         return {
-            f'dece_{name}_count': np.bincount(index, minlength=bins).astype(np.float64),
-            f'dece_{name}_conf': np.bincount(index, weights=scores, minlength=bins),
+            f'dece_{name}_count': np.bincount(index, minlength=size).astype(np.float64),
+            f'dece_{name}_conf': np.bincount(index, weights=scores, minlength=size),
             f'dece_{name}_hit': np.bincount(index, weights=tp.astype(np.float64),
-                                            minlength=bins),
+                                            minlength=size),
         }
 
     # ----------------------------------------------------------------- results
@@ -165,8 +170,14 @@ class DetFaithfulnessMetric(StreamingSumMetric):
             metrics['fidelity_AP50'], _ = average_precision(
                 sums['fid_tp'].reshape(shape), sums['fid_fp'].reshape(shape), num_pos)
             total_pos, det_thr = num_pos.sum(), sums['fid_det_thr'][0]
-            tp_thr = sums['fid_tp_thr'][0]
+            tp_thr = sums['fid_tp_thr'].sum()
             metrics['fidelity_recall'] = float(tp_thr / total_pos) if total_pos else float('nan')
+            with np.errstate(invalid='ignore', divide='ignore'):
+                per_class = np.where(num_pos > 0, sums['fid_tp_thr'] / num_pos, np.nan)
+            for k, value in enumerate(per_class):
+                metrics[f'fidelity_recall.{k}'] = float(value)
+            metrics['fidelity_recall_class_macro'] = float(np.nanmean(per_class)) if (
+                num_pos > 0).any() else float('nan')
             metrics['fidelity_precision'] = float(tp_thr / det_thr) if det_thr else float('nan')
             count = sums['gap_count'][0]
             metrics['matched_conf_gap'] = float(sums['gap_sum'][0] / count) if count else \
@@ -174,8 +185,13 @@ class DetFaithfulnessMetric(StreamingSumMetric):
             metrics['num_pseudo_boxes'] = float(total_pos)
         for name in ('student', 'teacher'):
             if f'dece_{name}_count' in sums:
-                metrics[f'dece_{name}'] = calibration_error(
-                    *(sums[f'dece_{name}_{key}'] for key in ('count', 'conf', 'hit')))
+                per_class = [sums[f'dece_{name}_{key}'].reshape(-1, self.num_bins + 1)
+                             for key in ('count', 'conf', 'hit')]  # (classes, bins) each
+                metrics[f'dece_{name}'] = calibration_error(*(s.sum(0) for s in per_class))
+                # Class-balanced: the mean D-ECE of the classes with counted detections.
+                errors = [calibration_error(*(s[k] for s in per_class))
+                          for k in range(per_class[0].shape[0]) if per_class[0][k].sum()]
+                metrics[f'cb_dece_{name}'] = float(np.mean(errors)) if errors else float('nan')
         if 'dece_student' in metrics and 'dece_teacher' in metrics:
             metrics['dece_diff'] = metrics['dece_student'] - metrics['dece_teacher']
         if metrics:

@@ -51,6 +51,11 @@ def test_fidelity_hand_computed():
     assert m['fidelity_precision'] == pytest.approx(0.5)
     assert m['matched_conf_gap'] == pytest.approx(((.95 - .6) + (.7 - .3)) / 2, abs=1e-6)
     assert m['num_pseudo_boxes'] == 2 and m['pseudo_score_thr'] == 0.5
+    # per class: T1 (class 0) matched by S1 at >= .5; T2 (class 1) only by S3 (.3 < .5);
+    # class 2 has no pseudo box
+    assert m['fidelity_recall.0'] == 1.0 and m['fidelity_recall.1'] == 0.0
+    assert np.isnan(m['fidelity_recall.2'])
+    assert m['fidelity_recall_class_macro'] == pytest.approx(0.5)
     assert 'dece_student' not in m  # no ground truth
 
 
@@ -75,6 +80,23 @@ def test_dece_hand_computed():
     assert m['calib_score_thr'] == 0.3
     # no teacher box reaches pseudo_score_thr=.9: AP is undefined, recall too
     assert np.isnan(m['fidelity_AP50']) and m['num_pseudo_boxes'] == 0
+
+
+def test_class_balanced_dece_hand_computed():
+    """Per predicted class D-ECE, averaged over classes: differs from the pooled D-ECE when
+    classes have different numbers of detections."""
+    gt = dict(bboxes=torch.tensor([[0., 0, 10, 10], [20, 20, 30, 30]]),
+              labels=torch.tensor([0, 0]))
+    student = instances(
+        [[0, 0, 10, 10],      # class 0, .9, true positive
+         [20, 20, 30, 30],    # class 0, .9, true positive (same bin as the first)
+         [40, 40, 50, 50]],   # class 1, .6, false positive
+        [.9, .9, .6], [0, 0, 1])
+    m = evaluate(build(calib_score_thr=0.3), [dict(pred_instances=student, gt_instances=gt)])
+    # pooled: bin of .9: |2 - 1.8|, bin of .6: |0 - .6|, over 3 detections
+    assert m['dece_student'] == pytest.approx((0.2 + 0.6) / 3, abs=1e-6)
+    # class 0: |2 - 1.8| / 2 = .1; class 1: .6; class 2: no detection, left out
+    assert m['cb_dece_student'] == pytest.approx((0.1 + 0.6) / 2, abs=1e-6)
 
 
 def coco_ap50(images):
@@ -146,7 +168,8 @@ def test_plain_loop_reports_student_dece_and_logs_settings(monkeypatch):
     student = instances([[0, 0, 10, 10]], [.75], [0])
     metric = build(calib_score_thr=0.3)
     m = evaluate(metric, [dict(pred_instances=student, gt_instances=gt)])
-    assert m == dict(dece_student=pytest.approx(0.25), calib_score_thr=0.3)
+    assert m == dict(dece_student=pytest.approx(0.25), cb_dece_student=pytest.approx(0.25),
+                     calib_score_thr=0.3)
     assert 'score >= 0.3' in logged[-1] and 'student test_cfg: unknown' in logged[-1]
 
     metric.set_model_info(dict(student_test_cfg=dict(score_thr=0.05, nms=dict(iou=0.5)),
