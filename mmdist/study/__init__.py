@@ -1,10 +1,12 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """The faithfulness study (``tools/analysis_tools/seg_faithfulness_study.py``): students
-distilled on the demo's segmentation data, evaluated against their teacher.
+distilled on the demo's data (segmentation studies A-D, detection study E), evaluated
+against their teacher.
 
 Modules, one concept each:
 
-* :mod:`~mmdist.study.variants`: the two studies, their data and students, option values;
+* :mod:`~mmdist.study.variants`: the studies, their data, students, evaluators and option
+  values;
 * :mod:`~mmdist.study.metrics`: per-class IoU and agreement as metric keys;
 * :mod:`~mmdist.study.configs`: the config file of each run (demo config + overrides);
 * :mod:`~mmdist.study.runner`: data, teacher and students of a study, in order;

@@ -7,25 +7,20 @@ test loop and the per-class evaluators (:mod:`mmdist.study.metrics`).
 """
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from mmdist.demo.paths import demo_config
 
-#: Evaluators of every study run: mmseg's mIoU / mAcc / aAcc and the faithfulness
-#: metric, both with per-class keys.
-TEST_EVALUATOR = [
-    dict(type='mmdist.PerClassIoUMetric', iou_metrics=['mIoU']),
-    dict(type='mmdist.PerClassSegFaithfulnessMetric'),
-]
 
-
-def write_config(path: str, base: str, model: Optional[Dict] = None,
-                 paired: bool = True, comment: str = '') -> str:
+def write_config(path: str, base: str, evaluators: Sequence[Dict],
+                 model: Optional[Dict] = None, paired: bool = True,
+                 comment: str = '') -> str:
     """Write a config inheriting ``configs/demo/<base>``; returns ``path``.
 
     Args:
         path: the file to write.
         base: demo config file name (e.g. ``'seg_student_dist.py'``).
+        evaluators: the ``test_evaluator`` list.
         model: overrides merged into ``model``.
         paired: test with ``mmdist.PairedTestLoop`` (students of a distiller); False keeps
             the plain test loop (the teacher evaluated alone).
@@ -39,7 +34,7 @@ def write_config(path: str, base: str, model: Optional[Dict] = None,
         lines.append(f'model = {model!r}')
     if paired:
         lines.append("test_cfg = {'type': 'mmdist.PairedTestLoop'}")
-    lines.append(f'test_evaluator = {TEST_EVALUATOR!r}')
+    lines.append(f'test_evaluator = {list(evaluators)!r}')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')

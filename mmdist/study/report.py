@@ -27,10 +27,14 @@ def machine() -> str:
 def _settings_lines() -> List[str]:
     return [f'- CutMix (study A): `mmdist.SegBatchCutMix` alpha={CUTMIX["alpha"]:g}, '
             f'prob={CUTMIX["prob"]:g} in `mmdist.BatchMixSegDataPreprocessor`',
-            f'- DIST options (studies B and C, decode and auxiliary loss alike): '
-            f'`kl_weight={KL_WEIGHT:g}`, `intra_class_threshold={INTRA_CLASS_THRESHOLD:g}`',
-            '- evaluation: `mmdist.PairedTestLoop`, mmseg IoU (percent) and '
-            '`mmdist.SegFaithfulnessMetric` (fractions, shown here x100)']
+            f'- DIST options (studies B-E; segmentation: decode and auxiliary loss alike; '
+            f'detection: `loss_cls`): `kl_weight={KL_WEIGHT:g}`, '
+            f'`intra_class_threshold={INTRA_CLASS_THRESHOLD:g}`',
+            '- evaluation: `mmdist.PairedTestLoop`; segmentation: mmseg IoU (percent) and '
+            '`mmdist.SegFaithfulnessMetric`; detection: mmdet `CocoMetric` (classwise) and '
+            '`mmdist.DetFaithfulnessMetric` (defaults: pseudo boxes = teacher detections '
+            'with score >= 0.5, D-ECE on detections with score >= 0.3, the demo configs\' '
+            '`test_cfg`); fractions shown x100']
 
 
 def study_lines(result: StudyResult) -> List[str]:
@@ -57,7 +61,7 @@ def write_outputs(out_dir: str, results: Sequence[StudyResult], command: str,
                   wall_seconds: float, tiny: bool) -> Dict[str, str]:
     """Write ``report.md`` and ``results.json`` into ``out_dir``; returns their paths."""
     date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    lines = ['# Faithfulness study on the demo segmentation data', '',
+    lines = ['# Faithfulness study on the demo data', '',
              f'Command: `{command}`' + (' (--tiny: the numbers mean nothing)' if tiny else ''),
              f'Date: {date}. Machine: {machine()}. Wall time: '
              f'{format_duration(wall_seconds)}.', '', *_settings_lines(), '']

@@ -20,14 +20,10 @@ from mmdist.demo.console import Console, format_duration
 from mmdist.demo.data import prepare_data
 from mmdist.demo.paths import demo_config, load_tool
 from mmdist.demo.stages import StageResult, run_stage
-from mmdist.demo.tasks import SEGMENTATION
 from . import metrics  # noqa: F401  (registers the per-class metrics)
 from .configs import write_config
 from .table import RunRow
 from .variants import Study
-
-TEACHER_CONFIG = 'seg_teacher.py'
-
 
 @dataclass
 class StudySettings:
@@ -63,8 +59,21 @@ class StudyResult:
     students: List[RunRow] = field(default_factory=list)
 
 
-def _schedule(settings: StudySettings) -> List[str]:
-    return SEGMENTATION.schedule_options(settings.tiny_iters) if settings.tiny else []
+def _schedule(study: Study, settings: StudySettings) -> List[str]:
+    return study.task.schedule_options(settings.tiny_iters) if settings.tiny else []
+
+
+def _study_config_options(data_options: List[str]) -> List[str]:
+    """``data_options`` for the configs the study writes, whose ``test_evaluator`` is a
+    list: the COCO annotation file goes to its first evaluator."""
+    return [option.replace('test_evaluator.ann_file=', 'test_evaluator.0.ann_file=')
+            for option in data_options]
+
+
+def _tiny_test_options(study: Study, role: str, settings: StudySettings) -> List[str]:
+    """``--tiny`` test options of the task (``role``: ``'teacher'``, or ``'dist'`` for any
+    student: all are distillers)."""
+    return study.task.tiny_test_options(role) if settings.tiny else []
 
 
 def _find_teacher(key: str, study_dir: str,
@@ -76,33 +85,34 @@ def _find_teacher(key: str, study_dir: str,
     return None
 
 
-def _teacher(study_dir: str, data_options: List[str], fingerprint: str,
+def _teacher(study: Study, study_dir: str, data_options: List[str], fingerprint: str,
              settings: StudySettings, console: Console, router) -> StageResult:
     """The cached teacher for this data, or train it with the demo's teacher config."""
-    config = demo_config(TEACHER_CONFIG)
-    schedule = _schedule(settings)
+    config = demo_config(study.teacher_config)
+    schedule = _schedule(study, settings)
     key = teacher_key(config, schedule, fingerprint)
     cached = _find_teacher(key, study_dir, settings)
     if cached is not None:
         console.begin_stage(f'teacher: cached {key} ({cached.work_dir})')
         return cached
-    console.begin_stage(f'teacher: training {TEACHER_CONFIG} (cache key {key})')
+    console.begin_stage(f'teacher: training {study.teacher_config} (cache key {key})')
     cache = TeacherCache(study_dir)
     work_dir = cache.work_dir(key)
     if osp.isdir(work_dir):
         shutil.rmtree(work_dir)  # an unfinished earlier attempt
-    result = run_stage(task='seg', role='teacher', seed=0, config=config, work_dir=work_dir,
-                       options=data_options + schedule, test_options=[], console=console,
-                       router=router)
+    result = run_stage(task=study.task.name, role='teacher', seed=0, config=config,
+                       work_dir=work_dir, options=data_options + schedule,
+                       test_options=_tiny_test_options(study, 'teacher', settings),
+                       console=console, router=router)
     cache.store(key, result)
     return result
 
 
-def _evaluate_teacher(study_dir: str, checkpoint: str, data_options: List[str],
-                      router) -> RunRow:
+def _evaluate_teacher(study: Study, study_dir: str, checkpoint: str,
+                      data_options: List[str], router) -> RunRow:
     """The teacher alone under the plain test loop, with the study's evaluators."""
     config = write_config(osp.join(study_dir, 'configs', 'teacher_eval.py'),
-                          TEACHER_CONFIG, paired=False,
+                          study.teacher_config, study.evaluators, paired=False,
                           comment='the demo teacher, evaluated alone')
     work_dir = osp.join(study_dir, 'teacher_eval')
     os.makedirs(work_dir, exist_ok=True)
@@ -121,17 +131,24 @@ def run_study(study: Study, settings: StudySettings, console: Console,
     """Data, teacher and every student x seed of ``study``."""
     study_dir = osp.join(settings.out_dir, study.name)
     spec = study.tiny_data if settings.tiny else study.data
-    data = prepare_data(SEGMENTATION, osp.join(study_dir, 'data'), spec)
+    data = prepare_data(study.task, osp.join(study_dir, 'data'), spec)
     console.info(f'study {study.name}: data {"reused" if data.reused else "generated"} in '
                  f'{data.root} (fingerprint {data.fingerprint[:12]})')
-    data_options = SEGMENTATION.data_options(data.root)
+    # The demo's teacher config keeps its own evaluator; the written configs use a list.
+    data_options = study.task.data_options(data.root)
+    study_options = _study_config_options(data_options)
 
-    teacher = _teacher(study_dir, data_options, data.fingerprint, settings, console, router)
+    teacher = _teacher(study, study_dir, data_options, data.fingerprint, settings, console,
+                       router)
     teacher_ckpt = osp.join(study_dir, 'teacher.pth')
     shutil.copyfile(teacher.checkpoint, teacher_ckpt)
-    teacher_row = _evaluate_teacher(study_dir, teacher_ckpt, data_options, router)
+    teacher_row = _evaluate_teacher(study, study_dir, teacher_ckpt,
+                                    study_options + _tiny_test_options(study, 'teacher',
+                                                                       settings), router)
     teacher_row.train_seconds, teacher_row.cached = teacher.train_seconds, teacher.cached
-    console.detail(f'teacher: mIoU {teacher_row.metrics.get("mIoU", float("nan")):.2f}')
+    headline = study.columns[0]
+    console.detail(f'teacher: {headline.label} '
+                   f'{teacher_row.metrics.get(headline.key, float("nan")) * headline.scale:.2f}')
     result = StudyResult(study, data.root, data.fingerprint, teacher_ckpt,
                          teacher.checkpoint, teacher_row)
 
@@ -140,19 +157,21 @@ def run_study(study: Study, settings: StudySettings, console: Console,
             work_dir = osp.join(study_dir, variant.name, f'seed{seed}')
             # Not in work_dir: the runners dump the resolved config there under its name.
             config = write_config(osp.join(study_dir, 'configs', f'{variant.name}.py'),
-                                  variant.config,
+                                  variant.config, study.evaluators,
                                   model=variant.model,
                                   comment=f'study {study.name}: {variant.label}')
             console.begin_stage(f'study {study.name} · {variant.label}, seed {seed}')
-            options = data_options + _schedule(settings) + [
+            options = study_options + _schedule(study, settings) + [
                 f'randomness.seed={seed}', f'model.teacher_ckpt={teacher_ckpt}']
-            stage = run_stage(task='seg', role=variant.name, seed=seed, config=config,
-                              work_dir=work_dir, options=options, test_options=[],
+            stage = run_stage(task=study.task.name, role=variant.name, seed=seed,
+                              config=config, work_dir=work_dir, options=options,
+                              test_options=_tiny_test_options(study, 'dist', settings),
                               console=console, router=router)
             result.students.append(
                 RunRow(variant.name, variant.label, seed, stage.metrics, stage.train_seconds,
                        stage.test_seconds))
-            console.detail(f'{variant.label}: mIoU {stage.metrics.get("mIoU", float("nan")):.2f}'
+            value = stage.metrics.get(headline.key, float('nan')) * headline.scale
+            console.detail(f'{variant.label}: {headline.label} {value:.2f}'
                            f' (trained in {format_duration(stage.train_seconds)}, tested in '
                            f'{format_duration(stage.test_seconds)})')
     return result

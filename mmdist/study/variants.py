@@ -19,10 +19,10 @@ Study D (added when study C's teacher had not learnt its rare classes either) is
 with a milder imbalance, 4x instead of 10x.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from mmdist.datasets import cityscapes_shapes_classes
-from mmdist.demo.tasks import SEGMENTATION, DataSpec
+from mmdist.datasets import SHAPE_CLASSES, cityscapes_shapes_classes
+from mmdist.demo.tasks import DETECTION, SEGMENTATION, DataSpec, DemoTask
 
 #: CutMix of the calibration-aware DIST config (configs/dist_seg/dist-cutmix_*.py).
 CUTMIX = dict(alpha=1.0, prob=0.5)
@@ -76,9 +76,20 @@ class Column:
     scale: float = 100.0
 
 
+#: Evaluators of the segmentation studies: mmseg's mIoU / mAcc / aAcc and the
+#: faithfulness metric, both with per-class keys (:mod:`mmdist.study.metrics`).
+SEG_EVALUATORS = (dict(type='mmdist.PerClassIoUMetric', iou_metrics=['mIoU']),
+                  dict(type='mmdist.PerClassSegFaithfulnessMetric'))
+#: Evaluators of the detection study: COCO box AP with per-class AP
+#: (``coco/<class>_precision``) and the detection faithfulness metric. The first one's
+#: ``ann_file`` is set per run.
+DET_EVALUATORS = (dict(type='CocoMetric', metric='bbox', classwise=True),
+                  dict(type='mmdist.DetFaithfulnessMetric'))
+
+
 @dataclass(frozen=True)
 class Study:
-    """One study: data, students, reported columns."""
+    """One study: task, data, teacher config, students, evaluators, reported columns."""
 
     name: str
     title: str
@@ -87,6 +98,9 @@ class Study:
     variants: Tuple[Variant, ...]
     columns: Tuple[Column, ...]
     class_weights: Optional[Tuple[float, ...]] = None
+    task: DemoTask = SEGMENTATION
+    teacher_config: str = 'seg_teacher.py'
+    evaluators: Tuple[Dict, ...] = SEG_EVALUATORS
 
 
 def _per_class(prefix: str, label: str, ids: Tuple[int, ...], scale: float) -> Tuple:
@@ -113,6 +127,19 @@ STUDY_A = Study(
              Column('faith/agreement_teacher_correct', 'agree (T correct)'),
              Column('faith/agreement_class_macro', 'agree class-macro')))
 
+def _option_variants(kd_config: str, dist_config: str,
+                     options: Callable[..., Dict]) -> Tuple[Variant, ...]:
+    """KD, DIST, DIST + KL anchor, class-aware DIST and both options; ``options(**kw)``
+    gives the model overrides that set DISTLoss options in ``dist_config``."""
+    return (Variant('kd', 'KD', kd_config), Variant('dist', 'DIST', dist_config),
+            Variant('dist_kl', f'DIST + KL ({KL_WEIGHT:g})', dist_config,
+                    options(kl_weight=KL_WEIGHT)),
+            Variant('dist_ca', f'DIST class-aware ({INTRA_CLASS_THRESHOLD:g})', dist_config,
+                    options(intra_class_threshold=INTRA_CLASS_THRESHOLD)),
+            Variant('dist_kl_ca', 'DIST + KL + class-aware', dist_config,
+                    options(kl_weight=KL_WEIGHT, intra_class_threshold=INTRA_CLASS_THRESHOLD)))
+
+
 def class_weights(rare: Tuple[int, ...], rarity: float = RARITY) -> Tuple[float, ...]:
     """Generator ``class_weights``: the shapes with train ids ``rare`` ``rarity`` x rarer."""
     return tuple(1.0 if k in rare else float(rarity) for k in range(1, 7))
@@ -129,15 +156,7 @@ def _imbalanced_study(name: str, rare: Tuple[int, int], rarity: float = RARITY) 
         data=WeightedDataSpec(**SEGMENTATION.data.as_kwargs(), class_weights=weights),
         tiny_data=WeightedDataSpec(**SEGMENTATION.tiny_data.as_kwargs(),
                                    class_weights=weights),
-        variants=(Variant('kd', 'KD', 'seg_student_kd.py'), DIST,
-                  Variant('dist_kl', f'DIST + KL ({KL_WEIGHT:g})', 'seg_student_dist.py',
-                          _dist_options(kl_weight=KL_WEIGHT)),
-                  Variant('dist_ca', f'DIST class-aware ({INTRA_CLASS_THRESHOLD:g})',
-                          'seg_student_dist.py',
-                          _dist_options(intra_class_threshold=INTRA_CLASS_THRESHOLD)),
-                  Variant('dist_kl_ca', 'DIST + KL + class-aware', 'seg_student_dist.py',
-                          _dist_options(kl_weight=KL_WEIGHT,
-                                        intra_class_threshold=INTRA_CLASS_THRESHOLD))),
+        variants=_option_variants('seg_student_kd.py', 'seg_student_dist.py', _dist_options),
         columns=(Column('mIoU', 'mIoU', 1.0), *_per_class('IoU', 'IoU', rare, 1.0),
                  Column('faith/agreement', 'agree'),
                  Column('faith/agreement_class_macro', 'agree class-macro'),
@@ -150,5 +169,41 @@ STUDY_B = _imbalanced_study('B', (5, 6))  # ring, diamond
 STUDY_C = _imbalanced_study('C', (3, 4))  # triangle, cross
 STUDY_D = _imbalanced_study('D', (3, 4), rarity=4.0)  # milder: triangle, cross 4x rarer
 
+
+
+def _detection_study(name: str, rare: Tuple[int, int], rarity: float) -> Study:
+    """Study D for detection: RetinaNet students (KD, DIST, the DIST options) on COCO-format
+    shapes where the shapes ``rare`` (indices into SHAPE_CLASSES) are ``rarity`` x rarer."""
+    weights = tuple(1.0 if k in rare else float(rarity) for k in range(len(SHAPE_CLASSES)))
+
+    def cls_options(**options) -> Dict:
+        return dict(loss_cls=dict(options))
+
+    return Study(
+        name=name,
+        title=(f'detection, imbalanced data ({SHAPE_CLASSES[rare[0]]}, '
+               f'{SHAPE_CLASSES[rare[1]]} {rarity:g}x rarer), its own teacher: KD vs DIST '
+               'and the DIST options'),
+        data=WeightedDataSpec(**DETECTION.data.as_kwargs(), class_weights=weights),
+        tiny_data=WeightedDataSpec(**DETECTION.tiny_data.as_kwargs(), class_weights=weights),
+        variants=_option_variants('det_student_kd.py', 'det_student_dist.py', cls_options),
+        columns=(Column('coco/bbox_mAP', 'box AP'),
+                 *(Column(f'coco/{SHAPE_CLASSES[k]}_precision', f'AP {SHAPE_CLASSES[k]}')
+                   for k in rare),
+                 Column('faith/fidelity_recall', 'fidelity recall'),
+                 Column('faith/fidelity_recall_class_macro', 'fid. recall class-macro'),
+                 *(Column(f'faith/fidelity_recall.{k}', f'fid. recall {SHAPE_CLASSES[k]}')
+                   for k in rare),
+                 Column('faith/cb_dece_student', 'CB-D-ECE'),
+                 Column('faith/dece_student', 'D-ECE')),
+        class_weights=weights,
+        task=DETECTION,
+        teacher_config='det_teacher.py',
+        evaluators=DET_EVALUATORS)
+
+
+#: Study D's imbalance (triangle, cross 4x rarer) for detection.
+STUDY_E = _detection_study('E', (2, 3), rarity=4.0)
+
 STUDIES: Dict[str, Study] = {study.name: study for study in (STUDY_A, STUDY_B, STUDY_C,
-                                                             STUDY_D)}
+                                                             STUDY_D, STUDY_E)}

@@ -112,3 +112,27 @@ def test_configs_of_the_runs_are_written(tiny_study):
     cutmix = open(osp.join(tiny_study['out_dir'], 'A', 'configs', 'dist_cutmix.py'),
                   encoding='utf-8').read()
     assert 'mmdist.SegBatchCutMix' in cutmix
+
+
+def test_detection_study_runs_paired_with_per_class_fidelity(tmp_path):
+    """Study E (detection) end to end in --tiny mode: RetinaNet students evaluated with
+    CocoMetric (per-class AP) and DetFaithfulnessMetric against their teacher."""
+    paths = _load_script().main(['--tiny', '--study', 'E', '--out-dir', str(tmp_path),
+                                 '--teacher-cache'])
+    with open(paths['results'], encoding='utf-8') as f:
+        study = json.load(f)['studies']['E']
+    assert [r['label'] for r in [study['teacher']] + study['students']] == [
+        'teacher', 'KD', 'DIST', 'DIST + KL (0.5)', 'DIST class-aware (0.05)',
+        'DIST + KL + class-aware']
+    teacher = study['teacher']['metrics']
+    assert 'faith/fidelity_recall' not in teacher  # plain loop: no teacher to compare
+    for row in study['students']:
+        m = row['metrics']
+        assert 0 <= m['coco/bbox_mAP'] <= 1
+        assert all(f'faith/fidelity_recall.{k}' in m for k in range(6))
+        # The paired loop's teacher is the teacher evaluated alone.
+        alone, paired = teacher['faith/dece_student'], m['faith/dece_teacher']
+        assert (math.isnan(alone) and math.isnan(paired)) or paired == pytest.approx(alone)
+    header = _tables(open(paths['report'], encoding='utf-8').read())[0][0]
+    assert header == ['model', 'seed'] + [c['label'] for c in study['columns']]
+    assert 'AP triangle' in header and 'fid. recall cross' in header

@@ -7,6 +7,8 @@ Study B: imbalanced data (ring and diamond 10x rarer) with its own teacher; KD, 
 DIST + KL anchor, class-aware DIST, and both options.
 Study C: as B with triangle and cross 10x rarer (shapes without a common look-alike).
 Study D: as C with triangle and cross 4x rarer.
+Study E: study D's imbalance for detection (RetinaNet on the demo's COCO-format shapes):
+box AP, per-class AP, fidelity recall per class and class-balanced D-ECE.
 
 Every run trains a ``configs/demo/`` config through ``tools/train.py`` and is tested
 through ``tools/test.py`` with ``mmdist.PairedTestLoop``; the study definitions and the
@@ -28,11 +30,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                      'segmentation students on the demo data')
     parser.add_argument('--out-dir', default='work_dirs/faithfulness_study',
                         help='data, runs, report.md and results.json')
-    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'all'], nargs='+',
+    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'E', 'all'], nargs='+',
                         default=['all'],
                         help='A: DIST vs DIST + CutMix; B, C, D: imbalanced data (ring and '
                         'diamond 10x / triangle and cross 10x / 4x rarer), KD vs the DIST '
-                        'options; all: every study (default)')
+                        'options; E: study D for detection (RetinaNet); all: every study '
+                        '(default)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
                         help='student seeds (default: 0)')
     parser.add_argument('--tiny', action='store_true',
