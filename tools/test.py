@@ -9,7 +9,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
-from mmdist.utils import load_run_config, setup_cpu_distributed, validate_checkpoint
+from mmdist.utils import (load_run_config, setup_cpu_distributed, shutdown_distributed,
+                          validate_checkpoint)
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -60,4 +61,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    finally:
+        shutdown_distributed()

@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
 from mmdist.utils import (add_training_hooks, load_run_config, setup_cpu_distributed,
-                          validate_run_checkpoints)
+                          shutdown_distributed, validate_run_checkpoints)
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -88,4 +88,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    finally:
+        shutdown_distributed()

@@ -54,6 +54,17 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 
+def shutdown_distributed() -> None:
+    """Destroy the default process group, if any, before the interpreter exits.
+
+    Without it gloo's worker threads can outlive the interpreter's finalisation and the
+    process aborts ("terminate called without an active exception") after a successful
+    run. A no-op for single-process runs.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def add_training_hooks(cfg: Config) -> None:
     """Append :data:`TRAINING_HOOKS` to ``cfg.custom_hooks`` unless already there."""
     hooks = list(cfg.get('custom_hooks', None) or [])
