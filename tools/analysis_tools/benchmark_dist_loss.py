@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from mmdist.testing.memory import extra_peak_bytes
+
 #: (rows, classes, activation) of the two scales the issue names.
 SCALES = {
     # RetinaNet on COCO: about 270k anchors (all FPN levels of a 2-image batch) x 80 classes.
@@ -66,11 +68,6 @@ def step(impl, z_s, z_t, activation):
     return loss
 
 
-def rss_bytes():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
 def measure_peak(impl, scale):
     """Run in a fresh process: peak resident memory of one fwd+bwd above the inputs."""
     rows, classes, activation = SCALES[scale]
@@ -78,13 +75,7 @@ def measure_peak(impl, scale):
     z_s.grad = torch.zeros_like(z_s)  # the gradient buffer belongs to the inputs
     step(impl, z_s, z_t, activation)  # warm-up (allocator, lazy init)
     z_s.grad = torch.zeros_like(z_s)
-    before = rss_bytes()
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset the peak resident set size ("VmHWM") to the current RSS
-    step(impl, z_s, z_t, activation)
-    with open('/proc/self/status') as f:
-        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM'))
-    return dict(extra_peak=max(hwm - before, 0))
+    return dict(extra_peak=extra_peak_bytes(lambda: step(impl, z_s, z_t, activation)))
 
 
 def compare(scale, repeat):

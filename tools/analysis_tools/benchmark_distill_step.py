@@ -10,10 +10,9 @@ a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
 
 - ``student``: the student's own loss, backward and SGD step;
 - ``teacher``: the teacher's plain tensor-mode forward (``mode='tensor'``) under no_grad;
-- ``joint``: the student's step with that teacher forward run inside it, after the
-  student's forward (as in distillation) but without any distillation loss: what running
-  both networks in one step costs before mmdist does anything (the student's activations
-  stay alive during the teacher's forward);
+- ``joint``: the student's step with that teacher forward run inside it, first (as the
+  distillers run it) and without any distillation loss: what running both networks in
+  one step costs before mmdist does anything;
 - ``mmdist``: the distiller's training step (student step + what distillation needs);
 - ``naive``: a distillation step in which the teacher runs its full loss-mode forward
   (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the same
@@ -25,22 +24,31 @@ shipped RetinaNet config's own models — ResNet-50 student, ResNeXt-101-64x4d t
 classes, no pretrained weights — on 512 x 512 images. A second table times
 one validation batch: the plain loop's work (preprocess + student ``predict``) against the
 paired loop's (the same + the teacher's ``predict`` on the same preprocessed batch).
+``--memory`` adds a third table: the peak resident memory of one step of each variant
+above what the process held before it (model, gradients, optimizer state, batch), each
+variant in a fresh process.
 """
 import argparse
+import json
+import logging
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope, init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
 from mmdist.models.utils.recorder import record_calls
 from mmdist.registry import MODELS
 from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
+from mmdist.testing.memory import extra_peak_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {
@@ -57,6 +65,7 @@ SHIPPED = {'retinanet_shipped': 'retinanet'}
 CONFIGS.update({name: CONFIGS[base] for name, base in SHIPPED.items()})
 SCOPES.update({name: SCOPES[base] for name, base in SHIPPED.items()})
 DET_IMAGE_SIZE = {'retinanet_shipped': 512}
+VARIANTS = ('student', 'teacher', 'joint', 'mmdist', 'naive')
 
 
 def _load(path_or_text: str) -> Config:
@@ -184,7 +193,8 @@ def total(losses: dict) -> torch.Tensor:
                for v in (vs if isinstance(vs, list) else [vs]))
 
 
-def benchmark(name: str, repeat: int) -> dict:
+def make_variants(name: str) -> dict:
+    """variant name -> a function running one step of it, on a fresh model and batch."""
     with tempfile.TemporaryDirectory() as tmp:
         model, cfg = build_distiller(name, tmp)
         data = make_batch(name, cfg, tmp, model)
@@ -200,19 +210,22 @@ def benchmark(name: str, repeat: int) -> dict:
             model.teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
                           data['data_samples'], mode='tensor')
 
-    def student_loss_and_teacher_forward():
-        losses = model.student.loss(data['inputs'], data['data_samples'])
+    def teacher_forward_and_student_loss():
         teacher_forward()
-        return losses
+        return model.student.loss(data['inputs'], data['data_samples'])
 
-    variants = {
+    return {
         'student': lambda: train_step(lambda: model.student.loss(data['inputs'],
                                                                  data['data_samples'])),
         'teacher': teacher_forward,
-        'joint': lambda: train_step(student_loss_and_teacher_forward),
+        'joint': lambda: train_step(teacher_forward_and_student_loss),
         'mmdist': lambda: train_step(lambda: model.loss(data['inputs'], data['data_samples'])),
         'naive': lambda: train_step(lambda: naive_loss(model, data)),
     }
+
+
+def benchmark(name: str, repeat: int) -> dict:
+    variants = make_variants(name)
     times = {key: [] for key in variants}
     for key, fn in variants.items():  # warm-up
         fn()
@@ -223,6 +236,27 @@ def benchmark(name: str, repeat: int) -> dict:
             fn()
             times[key].append(time.perf_counter() - start)
     return {key: statistics.median(t) for key, t in times.items()}
+
+
+def measure_peak(name: str, variant: str) -> int:
+    """Run in a fresh process: peak resident memory of one step of ``variant`` above the
+    memory held before it (model, gradients and optimizer state after a warm-up step)."""
+    step = make_variants(name)[variant]
+    step()
+    return extra_peak_bytes(step)
+
+
+def benchmark_memory(name: str) -> dict:
+    """Peak extra memory of one step of each variant, each in a fresh process."""
+    # glibc then returns every freed block above 64 KiB to the OS at once, so resident
+    # memory follows live tensors instead of the heap cache.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    peaks = {}
+    for variant in VARIANTS:
+        out = subprocess.run([sys.executable, __file__, '--peak', name, variant],
+                             capture_output=True, text=True, check=True, env=env)
+        peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])['extra_peak']
+    return peaks
 
 
 def benchmark_validation(name: str, repeat: int) -> dict:
@@ -257,15 +291,21 @@ def main():
     parser.add_argument('--repeat', type=int, default=7)
     parser.add_argument('--models', nargs='+', choices=list(CONFIGS),
                         default=[name for name in CONFIGS if name not in SHIPPED])
+    parser.add_argument('--memory', action='store_true',
+                        help='also measure the peak memory of one step of each variant')
+    parser.add_argument('--peak', nargs=2, metavar=('MODEL', 'VARIANT'), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    MMLogger.get_current_instance().setLevel(logging.WARNING)  # no init_weights report
+    if args.peak:
+        print(json.dumps(dict(extra_peak=measure_peak(*args.peak))))
+        return
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{os.cpu_count()} cores; median of {args.repeat} interleaved steps')
     print(f'{"model":<18}{"student":>10}{"teacher":>10}{"joint":>10}{"mmdist":>10}'
           f'{"naive":>10}{"mmdist/(s+t)":>14}{"mmdist/joint":>14}{"mmdist/naive":>14}')
     for name in args.models:
         t = benchmark(name, args.repeat)
-        print(f'{name:<18}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in
-                                      ('student', 'teacher', 'joint', 'mmdist', 'naive')) +
+        print(f'{name:<18}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in VARIANTS) +
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
               f'{t["mmdist"] / t["joint"]:>14.3f}{t["mmdist"] / t["naive"]:>14.3f}')
     print(f'\n{"validation":<18}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
@@ -273,6 +313,13 @@ def main():
         t = benchmark_validation(name, args.repeat)
         print(f'{name:<18}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
               f'{t["paired"] / t["plain"]:>14.3f}')
+    if args.memory:
+        print(f'\n{"peak extra memory":<18}' + ''.join(f'{k:>10}' for k in VARIANTS) +
+              f'{"mmdist/student":>16}{"mmdist/joint":>14}')
+        for name in args.models:
+            m = benchmark_memory(name)
+            print(f'{name:<18}' + ''.join(f'{m[k] / 2**20:>8.1f}MB' for k in VARIANTS) +
+                  f'{m["mmdist"] / m["student"]:>16.3f}{m["mmdist"] / m["joint"]:>14.3f}')
 
 
 if __name__ == '__main__':

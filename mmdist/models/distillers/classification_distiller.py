@@ -110,6 +110,12 @@ class ClassificationDistiller(BaseDistiller):
         Returns:
             The student's losses (``loss``) and ``loss_dist_cls``.
         """
+        with torch.no_grad():  # first: its activations are freed before the student runs
+            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            teacher_logits = self._logits(self.teacher.head(feats), self.teacher.head,
+                                          'teacher_cfg model.head')
+            del feats
+
         with record_calls({'logits': self.student.head}) as records:
             losses = self.student.loss(inputs, data_samples)
         if not records['logits'].called:
@@ -117,11 +123,6 @@ class ClassificationDistiller(BaseDistiller):
                                'called during the student loss')
         student_logits = self._logits(records['logits'].output, self.student.head,
                                       'model.student.head')
-
-        with torch.no_grad():
-            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            teacher_logits = self._logits(self.teacher.head(feats), self.teacher.head,
-                                          'teacher_cfg model.head')
 
         losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
         return losses

@@ -10,7 +10,7 @@ from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from ..utils.dense import dense_to_rows
+from ..utils.dense import dense_to_class_major, dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
@@ -147,7 +147,19 @@ class DetectionDistiller(BaseDistiller):
 
     # ----------------------------------------------------------------- training
     def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_*``."""
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_*``.
+
+        The teacher runs first: its intermediate activations are freed before the
+        student's forward starts, so the student's step runs as it does alone; only the
+        teacher's class logits (and its FPN features, for two-stage or ``mimic``) are kept.
+        """
+        with torch.no_grad():
+            teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            if not self.two_stage:
+                teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
+                if self.mimic is None:
+                    del teacher_feats
+
         student = self.student
         watched = {'neck': student.neck} if self.mimic is not None else {}
         if self.two_stage:
@@ -159,14 +171,9 @@ class DetectionDistiller(BaseDistiller):
             losses = student.loss(inputs, data_samples)
 
         student_logits = records['logits'].output[0]
-        with torch.no_grad():
-            teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            if self.two_stage:
+        if self.two_stage:  # the teacher classifies the student's sampled RoIs
+            with torch.no_grad():
                 teacher_logits = self._teacher_roi_logits(teacher_feats, records['rois'].args[1])
-            else:
-                teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
-
-        if self.two_stage:
             losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
         else:
             losses['loss_dist_cls'] = self._dense_loss(student_logits, teacher_logits,
@@ -192,11 +199,16 @@ class DetectionDistiller(BaseDistiller):
         num_anchors = self.student.bbox_head.prior_generator.num_base_priors
         weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
                                         data_samples, student_logits[0].device)
+        if _takes_groups(type(self.loss_cls)):
+            # (rows, C) views of class-major memory, which the mmdist losses read as is.
+            sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a
+                     for m, a in zip(student_logits, num_anchors)]
+            return self.loss_cls(dense_to_class_major(student_logits, num_anchors).t(),
+                                 dense_to_class_major(teacher_logits, num_anchors).t(),
+                                 weight, groups=sizes)
         s_rows = [dense_to_rows(m, a) for m, a in zip(student_logits, num_anchors)]
         t_rows = [dense_to_rows(m, a) for m, a in zip(teacher_logits, num_anchors)]
         sizes = [rows.shape[0] for rows in s_rows]
-        if _takes_groups(type(self.loss_cls)):
-            return self.loss_cls(torch.cat(s_rows), torch.cat(t_rows), weight, groups=sizes)
         weights = [None] * len(sizes) if weight is None else weight.split(sizes)
         return sum(self.loss_cls(s, t, w) for s, t, w in zip(s_rows, t_rows, weights))
 

@@ -8,7 +8,8 @@ from mmseg.models.utils import resize
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from ..utils.dense import dense_to_rows
+from ..losses import DISTLoss, KDLoss
+from ..utils.dense import dense_to_class_major, dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
@@ -80,7 +81,18 @@ class SegmentationDistiller(BaseDistiller):
 
     # ----------------------------------------------------------------- training
     def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_decode/aux``."""
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_decode/aux``.
+
+        The teacher runs first and keeps only its logits: its intermediate activations
+        are freed before the student's forward starts.
+        """
+        with torch.no_grad():
+            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
+            teacher_decode = self.teacher.decode_head(feats)
+            teacher_aux = (self.teacher.auxiliary_head(feats)
+                           if self.loss_aux is not None else None)
+            del feats
+
         student = self.student
         # mmseg heads call self.forward() directly; their classifier conv_seg is called.
         watched = {'decode': student.decode_head.conv_seg}
@@ -88,12 +100,6 @@ class SegmentationDistiller(BaseDistiller):
             watched['aux'] = student.auxiliary_head.conv_seg
         with record_calls(watched) as records:
             losses = student.loss(inputs, data_samples)
-
-        with torch.no_grad():
-            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            teacher_decode = self.teacher.decode_head(feats)
-            teacher_aux = (self.teacher.auxiliary_head(feats)
-                           if self.loss_aux is not None else None)
 
         student_decode = records['decode'].output
         valid = self._valid_pixels(data_samples, student_decode.shape[-2:])
@@ -109,9 +115,13 @@ class SegmentationDistiller(BaseDistiller):
 
     def _valid_pixels(self, data_samples: List, size) -> Tensor:
         """(N*h*w,) float mask: 1 where the label at logit resolution is not ignored."""
-        labels = torch.stack([sample.gt_sem_seg.data for sample in data_samples]).float()
-        labels = F.interpolate(labels, size=tuple(size), mode='nearest')
-        return (labels != self.student.decode_head.ignore_index).float().flatten()
+        labels = torch.stack([sample.gt_sem_seg.data for sample in data_samples])
+        (height, width), (h, w) = labels.shape[-2:], tuple(size)
+        if height % h == 0 and width % w == 0:  # what 'nearest' picks, without a copy
+            labels = labels[..., ::height // h, ::width // w]
+        else:
+            labels = F.interpolate(labels.float(), size=(h, w), mode='nearest')
+        return (labels != self.student.decode_head.ignore_index).flatten().float()
 
     def _pixel_loss(self, loss: nn.Module, student_logits: Tensor, teacher_logits: Tensor,
                     valid: Tensor) -> Tensor:
@@ -119,4 +129,8 @@ class SegmentationDistiller(BaseDistiller):
             teacher_logits = resize(teacher_logits, size=student_logits.shape[-2:],
                                     mode='bilinear',
                                     align_corners=self.student.decode_head.align_corners)
+        if isinstance(loss, (DISTLoss, KDLoss)):
+            # (pixels, C) views of class-major memory, which these losses read as is.
+            return loss(dense_to_class_major([student_logits], [1]).t(),
+                        dense_to_class_major([teacher_logits], [1]).t(), valid)
         return loss(dense_to_rows(student_logits), dense_to_rows(teacher_logits), valid)

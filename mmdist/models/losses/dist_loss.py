@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
+from .dist_small import SmallDISTLoss, SmallDISTRelations
+from .dist_terms import correlation, relation_loss
 from .kd_loss import kd_loss_per_row
 from .utils import (autocast_disabled, check_activation, check_groups, check_logits,
                     check_non_negative, check_positive, compute_dtype)
@@ -62,13 +64,6 @@ def _activation_backward(grad_p: Tensor, p: Tensor, activation: str, tau: float)
     return grad_p
 
 
-def _group_sums(values: Tensor, group_sizes: List[int]) -> Tensor:
-    """(G,) sums of (N,) ``values`` over groups of consecutive rows (differentiable)."""
-    if len(group_sizes) == 1:
-        return values.sum()[None]
-    return torch.stack([part.sum() for part in values.split(group_sizes)])
-
-
 class _MixedBlock:
     """The rows of a block that spans several groups: (G, rows) one-hot membership and
     the ``(local start, local end, group)`` segments."""
@@ -98,8 +93,12 @@ class _RowGroups:
         self.num_groups = len(sizes)
         #: (G,) group sizes and (N,) ``1 / n_g`` of each row's group, in ``dtype``.
         self.counts = torch.tensor(sizes, dtype=dtype, device=device)
-        self.row_shares = (1 / self.counts.clamp_min(1)).repeat_interleave(
-            torch.tensor(sizes, device=device), output_size=sum(sizes))
+        #: (N,) group of each row; (G,) 1/0: whether the group has rows.
+        self.row_group = torch.repeat_interleave(
+            torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device),
+            output_size=sum(sizes))
+        self.row_shares = (1 / self.counts.clamp_min(1))[self.row_group]
+        self.has_rows = (self.counts > 0).to(dtype)
         step = max(1, BLOCK_ELEMENTS // max(num_classes, 1))
         bounds = [0]
         for size in sizes:
@@ -113,6 +112,10 @@ class _RowGroups:
             self.blocks.append((start, end, segments[0][2] if len(segments) == 1 else
                                 _MixedBlock(segments, end - start, self.num_groups,
                                             dtype, device)))
+
+    def group_sums(self, values: Tensor) -> Tensor:
+        """(G,) sums of (N,) ``values`` over each group's rows."""
+        return values.new_zeros(self.num_groups).index_add_(0, self.row_group, values)
 
     @staticmethod
     def of_rows(per_group: Tensor, group: GroupIndex) -> Tensor:
@@ -146,24 +149,8 @@ class _RowGroups:
         for start, end, group in self.blocks:
             values = p[:, start:end] if weight is None else p[:, start:end] * weight[start:end]
             self.add(totals, group, values)
-        counts = self.counts if weight is None else _group_sums(weight, self.sizes)
+        counts = self.counts if weight is None else self.group_sums(weight)
         return totals / counts.clamp_min(torch.finfo(p.dtype).tiny)[:, None]
-
-
-def _correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
-                 eps: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """``rho = s_xy / max(sqrt(s_xx s_yy), eps)`` and the gradient coefficients.
-
-    ``d rho / d x_k = w_k (y_k * inv - coef * x_k)`` for centred ``x``, ``y``; ``coef = 0``
-    where the normaliser is clamped (a constant row or column: ``rho = 0``).
-    """
-    product = s_xx * s_yy
-    inv = product.clamp_min(eps * eps).rsqrt()
-    rho = s_xy * inv
-    unclamped = product > eps * eps
-    coef = torch.where(unclamped, rho / s_xx.clamp_min(torch.finfo(s_xx.dtype).tiny),
-                       torch.zeros_like(rho))
-    return rho, inv, coef
 
 
 @functools.lru_cache(maxsize=32)
@@ -233,8 +220,8 @@ class _DISTRelations(torch.autograd.Function):
                 groups.add(s_xy_c, group, x_c * y_c)
                 groups.add(s_yy_c, group, y_c.square_())
                 groups.add(s_xx_c, group, x_c.square_())
-        rho_r, inv_r, coef_r = _correlation(s_xy_r, s_xx_r, s_yy_r, eps)
-        rho_c, inv_c, coef_c = _correlation(s_xy_c, s_xx_c, s_yy_c, eps)
+        rho_r, inv_r, coef_r = correlation(s_xy_r, s_xx_r, s_yy_r, eps)
+        rho_c, inv_c, coef_c = correlation(s_xy_c, s_xx_c, s_yy_c, eps)
         ctx.save_for_backward(p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s,
                               mean_t, inv_c, coef_c)
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
@@ -282,6 +269,13 @@ class _DISTRelations(torch.autograd.Function):
         return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None, None
 
 
+def _fits_one_block(logits: Tensor) -> bool:
+    """Whether (N, C) ``logits`` are one block: then the few-operations core of
+    ``dist_small`` runs instead of the blockwise one."""
+    num_rows, num_classes = logits.shape
+    return 0 < num_rows <= max(1, BLOCK_ELEMENTS // max(num_classes, 1))
+
+
 def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
                    weight: Optional[Tensor] = None, tau: float = 1.0,
                    activation: str = 'softmax', eps: float = 1e-8,
@@ -313,9 +307,13 @@ def dist_relations(student_logits: Tensor, teacher_logits: Tensor,
         rows of positive weight (of the group; no gradient).
     """
     group_sizes = check_groups(groups, student_logits.shape[0])
-    rho_rows, rho_cols, teacher_max = _DISTRelations.apply(
-        student_logits, teacher_logits.detach(), weight, tau, activation, eps,
-        with_teacher_max, group_sizes)
+    if _fits_one_block(student_logits):
+        core, group_sizes = SmallDISTRelations, tuple(group_sizes)
+    else:
+        core = _DISTRelations
+    rho_rows, rho_cols, teacher_max = core.apply(student_logits, teacher_logits.detach(),
+                                                 weight, tau, activation, eps,
+                                                 with_teacher_max, group_sizes)
     if groups is None:
         return rho_rows, rho_cols[0], teacher_max[0]
     return rho_rows, rho_cols, teacher_max
@@ -325,12 +323,12 @@ def _row_shares(weight: Optional[Tensor], groups: _RowGroups) -> Tuple[Tensor, T
     """(N,) ``w_i / W_g(i)`` (each row's share of its group's weight ``W_g``; ``1 / n_g``
     without weights) and (G,) 1/0: whether the group has weight."""
     if weight is None:
-        return groups.row_shares, (groups.counts > 0).to(groups.counts.dtype)
-    totals = _group_sums(weight, groups.sizes)
-    shares = 1 / totals.clamp_min(1e-12)
-    if groups.num_groups > 1:
-        shares = shares.repeat_interleave(torch.tensor(groups.sizes, device=weight.device),
-                                          output_size=weight.shape[0])
+        return groups.row_shares, groups.has_rows
+    if groups.num_groups == 1:
+        totals = weight.sum()[None]
+        return weight / totals.clamp_min(1e-12), (totals > 0).to(weight.dtype)
+    totals = groups.group_sums(weight)
+    shares = (1 / totals.clamp_min(1e-12))[groups.row_group]
     return weight * shares, (totals > 0).to(weight.dtype)
 
 
@@ -377,34 +375,27 @@ def dist_loss(student_logits: Tensor,
     """
     check_logits(student_logits, teacher_logits, weight)
     group_sizes = check_groups(groups, student_logits.shape[0])
+    dtype = compute_dtype(student_logits)
     with autocast_disabled(student_logits):
         if weight is not None:
-            weight = weight.detach().to(compute_dtype(student_logits))
-        rho_rows, rho_cols, teacher_max = dist_relations(  # (N,), (G, C), (G, C)
-            student_logits, teacher_logits, weight, tau, activation, eps,
-            with_teacher_max=intra_class_threshold is not None, groups=group_sizes)
-        # Each term is a fixed (no-gradient) weighting of the correlations:
-        # sum_g mean_{i in g} w_i (1 - rho_i) = sum_i v_i (1 - rho_i), v_i = w_i / W_g(i).
-        row_groups = _row_groups(tuple(group_sizes), rho_cols.shape[1], rho_rows.dtype,
-                                 rho_rows.device, BLOCK_ELEMENTS)
+            weight = weight.detach().to(dtype)
+        row_groups = _row_groups(tuple(group_sizes), student_logits.shape[1], dtype,
+                                 student_logits.device, BLOCK_ELEMENTS)
         row_share, has_rows = _row_shares(weight, row_groups)  # (N,), (G,)
-        inter = row_share.sum() - row_share @ rho_rows
-        # sum_g has_g (1 - mean_c rho_gc) over all classes, or over the present ones
-        # (a group with no class present adds 0).
-        if intra_class_threshold is None:
-            intra_rows = has_rows
-            class_share = has_rows[:, None].expand_as(rho_cols) / rho_cols.shape[1]
+        terms = (row_share, has_rows, inter_loss_weight, intra_loss_weight,
+                 intra_class_threshold)
+        if _fits_one_block(student_logits):  # one autograd node
+            loss = SmallDISTLoss.apply(student_logits, teacher_logits.detach(), weight, tau,
+                                       activation, eps, tuple(group_sizes), terms)
         else:
-            present = (teacher_max >= intra_class_threshold).to(rho_cols.dtype)
-            num_present = present.sum(1)
-            intra_rows = has_rows * (num_present > 0)
-            class_share = present * (has_rows / num_present.clamp_min(1))[:, None]
-        intra = intra_rows.sum() - (class_share * rho_cols).sum()
-        loss = inter_loss_weight * inter + intra_loss_weight * intra
+            rho_rows, rho_cols, teacher_max = _DISTRelations.apply(  # (N,), (G, C), (G, C)
+                student_logits, teacher_logits.detach(), weight, tau, activation, eps,
+                intra_class_threshold is not None, group_sizes)
+            loss = relation_loss(rho_rows, rho_cols, teacher_max, *terms)[0]
         if kl_weight > 0:
             kl = kd_loss_per_row(student_logits, teacher_logits, tau, activation) / tau**2
             loss = loss + kl_weight * (row_share @ kl.to(row_share.dtype))
-        return tau**2 * loss
+        return loss if tau == 1.0 else tau**2 * loss
 
 
 @MODELS.register_module()
@@ -467,7 +458,7 @@ class DISTLoss(nn.Module):
         Returns:
             Scalar float32 loss.
         """
-        return self.loss_weight * dist_loss(
+        loss = dist_loss(
             student_logits,
             teacher_logits,
             weight=weight,
@@ -479,6 +470,7 @@ class DISTLoss(nn.Module):
             kl_weight=self.kl_weight,
             intra_class_threshold=self.intra_class_threshold,
             groups=groups)
+        return loss if self.loss_weight == 1.0 else self.loss_weight * loss
 
     def extra_repr(self) -> str:
         return (f'inter_loss_weight={self.inter_loss_weight}, '

@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DetectionDistiller: contract, mmdet layout, errors (unit level, tiny CPU models)."""
 import copy
+import weakref
 
 import pytest
 import torch
@@ -72,6 +73,38 @@ def test_loss_keys_finite_and_gradients_reach_student_only(retina):
     losses['loss_dist_cls'].backward()
     assert model.student.bbox_head.retina_cls.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_teacher_runs_first_and_its_features_are_freed(retina):
+    """The teacher runs before the student, and none of its backbone or FPN outputs is
+    alive any more when the student's forward starts (only its class logits are kept)."""
+    model, cfg = build(retina['config'])
+    model.train()
+    data = train_batch(model, cfg)
+    order, teacher_outputs, alive_at_student_start = [], [], []
+
+    def record(name):
+        def hook(module, args, output):
+            order.append(name)
+            if name.startswith('teacher'):
+                teacher_outputs.extend(weakref.ref(t) for t in output)
+        return hook
+
+    def student_starts(module, args):
+        alive_at_student_start.extend(ref() is not None for ref in teacher_outputs)
+
+    modules = {'teacher backbone': model.teacher.backbone, 'teacher neck': model.teacher.neck,
+               'student backbone': model.student.backbone}
+    hooks = [m.register_forward_hook(record(name)) for name, m in modules.items()]
+    hooks.append(model.student.backbone.register_forward_pre_hook(student_starts))
+    try:
+        model(**data, mode='loss')
+    finally:
+        for h in hooks:
+            h.remove()
+    assert order == ['teacher backbone', 'teacher neck', 'student backbone']
+    assert len(alive_at_student_start) == 4 + 5  # ResNet stages, FPN levels
+    assert not any(alive_at_student_start)
 
 
 def test_predict_and_tensor_are_the_students(retina):

@@ -81,6 +81,11 @@ def test_ignored_pixels_are_left_out(seg):
     np.testing.assert_array_equal(weight.numpy(), expected)
     assert s_rows.shape == t_rows.shape == (n * h * w, 19)
     assert model.loss_aux.calls[0][2].shape == weight.shape
+    # A logit size that does not divide the label size (the interpolation branch).
+    h, w = 5, 7
+    rows = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
+    np.testing.assert_array_equal(model._valid_pixels(data['data_samples'], (h, w)).numpy(),
+                                  (rows != 255).reshape(-1).astype(np.float32))
 
 
 def test_teacher_logits_resized_to_student_resolution(seg, tmp_path):

@@ -51,13 +51,26 @@ def test_inter_and_intra_terms_separately():
     assert only_intra == pytest.approx(reference_dist(z_s, z_t, w_inter=0.0), rel=1e-5)
 
 
+#: BLOCK_ELEMENTS values that select each core: the default (the small matrices of these
+#: tests are one block: ``dist_small``) and blocks smaller than the matrix (blockwise).
+CORES = {'single-block': None, 'blockwise': 10}
+
+
+def use_core(monkeypatch, core: str) -> None:
+    """Select the DIST core for matrices of up to 1000 elements (10: 2 rows per block at
+    C = 5, 3 at C = 4)."""
+    if CORES[core] is not None:
+        module = importlib.import_module('mmdist.models.losses.dist_loss')  # not the function
+        monkeypatch.setattr(module, 'BLOCK_ELEMENTS', CORES[core])
+
+
+@pytest.mark.parametrize('core', list(CORES))
 @pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
 @pytest.mark.parametrize('weighted', [False, True])
-def test_relations_match_scipy_and_gradcheck(weighted, activation, monkeypatch):
-    """The blockwise row/column correlations: values vs scipy, custom backward vs finite
-    differences (float64), with blocks smaller than the matrix."""
-    module = importlib.import_module('mmdist.models.losses.dist_loss')  # not the function
-    monkeypatch.setattr(module, 'BLOCK_ELEMENTS', 10)  # 2 rows per block: 4 blocks
+def test_relations_match_scipy_and_gradcheck(weighted, activation, core, monkeypatch):
+    """Row/column correlations of both cores: values vs scipy, custom backward vs finite
+    differences (float64); the blockwise core with blocks smaller than the matrix."""
+    use_core(monkeypatch, core)
     gen = torch.Generator().manual_seed(2)
     z_s = torch.randn(7, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     z_t = torch.randn(7, 5, generator=gen, dtype=torch.float64)
@@ -258,14 +271,14 @@ def test_class_aware_intra_term_leaves_absent_classes_out():
         DISTLoss(kl_weight=-1)
 
 
+@pytest.mark.parametrize('core', list(CORES))
 @pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
 @pytest.mark.parametrize('options', [{}, {'kl_weight': 0.5, 'intra_class_threshold': 0.3}])
-def test_groups_equal_one_call_per_group(activation, options, monkeypatch):
+def test_groups_equal_one_call_per_group(activation, options, core, monkeypatch):
     """`groups` (e.g. FPN levels in one call) gives the sum of one call per group: value
-    and gradient, with blocks smaller than a group, a group whose rows all have weight 0
-    and an empty group."""
-    module = importlib.import_module('mmdist.models.losses.dist_loss')
-    monkeypatch.setattr(module, 'BLOCK_ELEMENTS', 12)  # 3 rows per block at C = 4
+    and gradient, with a group whose rows all have weight 0 and an empty group; for the
+    blockwise core with blocks smaller than a group and blocks across groups."""
+    use_core(monkeypatch, core)
     gen = torch.Generator().manual_seed(5)
     sizes = [7, 0, 4, 3, 2]
     z_s = torch.randn(16, 4, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -280,7 +293,9 @@ def test_groups_equal_one_call_per_group(activation, options, monkeypatch):
         dist_loss(s, t, w, **kwargs) for s, t, w, n in zip(
             z_s.split(sizes), z_t.split(sizes), weight.split(sizes), sizes) if n)
     (grad_separate, ) = torch.autograd.grad(separate, z_s)
-    tol = 1e-6 if options else 1e-12  # the KL anchor is computed in float32
+    # The KL anchor is computed in float32. With small blocks the separate calls of
+    # small groups take the other core: a few ulps apart where rho = +-1 (two rows).
+    tol = 1e-6 if options else 1e-12 if core == 'single-block' else 1e-10
     assert grouped.item() == pytest.approx(separate.item(), rel=tol)
     torch.testing.assert_close(grad_grouped, grad_separate, rtol=tol, atol=tol)
     # The fourth group adds exactly nothing: scipy reference of the other groups' sum.
@@ -308,3 +323,30 @@ def test_bad_groups_are_rejected():
     for groups in ([2, 3], [7, -1], []):
         with pytest.raises(ValueError, match='groups must be non-negative sizes .* N = 6'):
             DISTLoss()(z, z, groups=groups)
+
+
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+def test_cores_agree_on_row_major_and_class_major_inputs(activation, monkeypatch):
+    """Both cores give the same loss and gradient (float64), for (N, C) logits and for
+    (N, C) views of class-major memory (what the distillers pass), with weights, groups
+    and the class-aware intra term."""
+    gen = torch.Generator().manual_seed(7)
+    z_s = torch.randn(300, 7, generator=gen, dtype=torch.float64) * 2
+    z_t = torch.randn(300, 7, generator=gen, dtype=torch.float64) * 2
+    weight = (torch.rand(300, generator=gen) > 0.2).double()
+    kwargs = dict(activation=activation, groups=[150, 100, 50], intra_class_threshold=0.5,
+                  inter_loss_weight=0.6)
+    results = {}
+    for core in CORES:
+        if core == 'blockwise':
+            use_core(monkeypatch, core)  # 1 row per block at C = 7
+        for layout in ('row-major', 'class-major'):
+            s = z_s.clone() if layout == 'row-major' else z_s.t().contiguous().t()
+            t = z_t if layout == 'row-major' else z_t.t().contiguous().t()
+            s.requires_grad_()
+            loss = dist_loss(s, t, weight, **kwargs)
+            results[core, layout] = (loss.item(), torch.autograd.grad(loss, s)[0])
+    expected_loss, expected_grad = results['blockwise', 'row-major']
+    for loss, grad in results.values():
+        assert loss == pytest.approx(expected_loss, rel=1e-12)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
