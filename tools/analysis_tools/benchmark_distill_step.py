@@ -166,13 +166,10 @@ def naive_loss(model, data) -> dict:
         with record_calls({'decode': student.decode_head.conv_seg,
                            'aux': student.auxiliary_head.conv_seg}) as s_rec:
             losses = student.loss(inputs, samples)
-        s_out = s_rec['decode'].output
-        valid = model._valid_pixels(samples, s_out.shape[-2:])
-        losses['loss_dist_decode'] = model._pixel_loss(model.loss_decode, s_out,
-                                                       t_rec['decode'].output, valid)
-        if model.loss_aux is not None:
-            losses['loss_dist_aux'] = model._pixel_loss(model.loss_aux, s_rec['aux'].output,
-                                                        t_rec['aux'].output, valid)
+        aux = model.loss_aux is not None
+        losses.update(model.logit_losses(s_rec['decode'].output, t_rec['decode'].output,
+                                         s_rec['aux'].output if aux else None,
+                                         t_rec['aux'].output if aux else None, samples))
     elif model.two_stage:
         with record_calls({'rois': student.roi_head.bbox_roi_extractor,
                            'logits': student.roi_head.bbox_head}) as s_rec:

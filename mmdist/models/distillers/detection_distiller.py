@@ -2,7 +2,7 @@
 """DIST for mmdet 3.x detectors: dense one-stage heads and two-stage RoI heads."""
 import functools
 import inspect
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmdet.models.dense_heads import ATSSHead, FCOSHead, GFLHead, RetinaHead
@@ -157,6 +157,9 @@ class DetectionDistiller(BaseDistiller):
             teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
             if not self.two_stage:
                 teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
+                if _takes_groups(type(self.loss_cls)):  # the per-level maps are freed now
+                    teacher_logits = dense_to_class_major(
+                        teacher_logits, self.student.bbox_head.prior_generator.num_base_priors)
                 if self.mimic is None:
                     del teacher_feats
 
@@ -189,12 +192,14 @@ class DetectionDistiller(BaseDistiller):
             return roi_head._bbox_forward(0, feats, rois)['cls_score']
         return roi_head._bbox_forward(feats, rois)['cls_score']
 
-    def _dense_loss(self, student_logits: List[Tensor], teacher_logits: List[Tensor],
-                    data_samples: List) -> Tensor:
+    def _dense_loss(self, student_logits: List[Tensor],
+                    teacher_logits: Union[List[Tensor], Tensor], data_samples: List) -> Tensor:
         """Sum over FPN levels of ``loss_cls`` on anchor-major rows, padding left out.
 
         A loss whose ``forward`` takes ``groups`` (``mmdist.DISTLoss``, ``mmdist.KDLoss``)
         gets all levels in one call, one group per level; any other loss one call per level.
+        ``teacher_logits``: the (N, A*C, H, W) maps of each level or, for a loss taking
+        ``groups``, already their (C, rows) :func:`dense_to_class_major`.
         """
         num_anchors = self.student.bbox_head.prior_generator.num_base_priors
         weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
@@ -203,9 +208,10 @@ class DetectionDistiller(BaseDistiller):
             # (rows, C) views of class-major memory, which the mmdist losses read as is.
             sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a
                      for m, a in zip(student_logits, num_anchors)]
+            if isinstance(teacher_logits, (list, tuple)):
+                teacher_logits = dense_to_class_major(teacher_logits, num_anchors)
             return self.loss_cls(dense_to_class_major(student_logits, num_anchors).t(),
-                                 dense_to_class_major(teacher_logits, num_anchors).t(),
-                                 weight, groups=sizes)
+                                 teacher_logits.t(), weight, groups=sizes)
         s_rows = [dense_to_rows(m, a) for m, a in zip(student_logits, num_anchors)]
         t_rows = [dense_to_rows(m, a) for m, a in zip(teacher_logits, num_anchors)]
         sizes = [rows.shape[0] for rows in s_rows]

@@ -342,7 +342,8 @@ def dist_loss(student_logits: Tensor,
               eps: float = 1e-8,
               kl_weight: float = 0.0,
               intra_class_threshold: Optional[float] = None,
-              groups: Optional[Sequence[int]] = None) -> Tensor:
+              groups: Optional[Sequence[int]] = None,
+              reduce_groups: bool = True) -> Tensor:
     """DIST loss between two (N, C) logit matrices (rows = samples, columns = classes).
 
     ``L = tau^2 * (w_inter * (1 - mean_i rho(p_s[i, :], p_t[i, :]))
@@ -368,10 +369,12 @@ def dist_loss(student_logits: Tensor,
         groups: optional sizes of groups of consecutive rows (adding up to N), e.g. the
             FPN levels of a dense head: the loss is then the **sum** over groups of the
             loss of each group (the same as one call per group, computed in one pass).
+        reduce_groups: if False, return the (G,) loss of each group instead of their sum
+            (e.g. several heads' logits in one call, each with its own loss weight).
 
     Returns:
-        Scalar float32 loss. A group with no row of positive weight adds a zero that
-        still belongs to the autograd graph.
+        Scalar float32 loss ((G,) with ``reduce_groups=False``). A group with no row of
+        positive weight adds a zero that still belongs to the autograd graph.
     """
     check_logits(student_logits, teacher_logits, weight)
     group_sizes = check_groups(groups, student_logits.shape[0])
@@ -386,15 +389,18 @@ def dist_loss(student_logits: Tensor,
                  intra_class_threshold)
         if _fits_one_block(student_logits):  # one autograd node
             loss = SmallDISTLoss.apply(student_logits, teacher_logits.detach(), weight, tau,
-                                       activation, eps, tuple(group_sizes), terms)
+                                       activation, eps, tuple(group_sizes), terms,
+                                       not reduce_groups)
         else:
             rho_rows, rho_cols, teacher_max = _DISTRelations.apply(  # (N,), (G, C), (G, C)
                 student_logits, teacher_logits.detach(), weight, tau, activation, eps,
                 intra_class_threshold is not None, group_sizes)
-            loss = relation_loss(rho_rows, rho_cols, teacher_max, *terms)[0]
+            loss = relation_loss(rho_rows, rho_cols, teacher_max, *terms,
+                                 group_sums=None if reduce_groups else row_groups.group_sums)[0]
         if kl_weight > 0:
             kl = kd_loss_per_row(student_logits, teacher_logits, tau, activation) / tau**2
-            loss = loss + kl_weight * (row_share @ kl.to(row_share.dtype))
+            kl = row_share * kl.to(row_share.dtype)
+            loss = loss + kl_weight * (kl.sum() if reduce_groups else row_groups.group_sums(kl))
         return loss if tau == 1.0 else tau**2 * loss
 
 
@@ -441,11 +447,20 @@ class DISTLoss(nn.Module):
                              f'{intra_class_threshold!r}')
         self.intra_class_threshold = intra_class_threshold
 
+    def loss_settings(self) -> dict:
+        """The keyword arguments of :func:`dist_loss` this module passes (all its
+        settings except ``loss_weight``)."""
+        return dict(inter_loss_weight=self.inter_loss_weight,
+                    intra_loss_weight=self.intra_loss_weight, tau=self.tau,
+                    activation=self.activation, eps=self.eps, kl_weight=self.kl_weight,
+                    intra_class_threshold=self.intra_class_threshold)
+
     def forward(self,
                 student_logits: Tensor,
                 teacher_logits: Tensor,
                 weight: Optional[Tensor] = None,
-                groups: Optional[Sequence[int]] = None) -> Tensor:
+                groups: Optional[Sequence[int]] = None,
+                reduce_groups: bool = True) -> Tensor:
         """Compute the loss.
 
         Args:
@@ -454,22 +469,13 @@ class DISTLoss(nn.Module):
             weight: optional (N,) row weights, 0 = row left out.
             groups: optional sizes of consecutive row groups (e.g. FPN levels): the sum
                 over groups of the loss of each group, in one pass.
+            reduce_groups: if False, return the (G,) loss of each group instead.
 
         Returns:
-            Scalar float32 loss.
+            Scalar float32 loss ((G,) with ``reduce_groups=False``).
         """
-        loss = dist_loss(
-            student_logits,
-            teacher_logits,
-            weight=weight,
-            inter_loss_weight=self.inter_loss_weight,
-            intra_loss_weight=self.intra_loss_weight,
-            tau=self.tau,
-            activation=self.activation,
-            eps=self.eps,
-            kl_weight=self.kl_weight,
-            intra_class_threshold=self.intra_class_threshold,
-            groups=groups)
+        loss = dist_loss(student_logits, teacher_logits, weight=weight, groups=groups,
+                         reduce_groups=reduce_groups, **self.loss_settings())
         return loss if self.loss_weight == 1.0 else self.loss_weight * loss
 
     def extra_repr(self) -> str:

@@ -131,22 +131,31 @@ class SmallDISTLoss(torch.autograd.Function):
     ``terms`` = ``(row_share, has_rows, inter_loss_weight, intra_loss_weight,
     intra_class_threshold)`` as :func:`relation_loss` takes them. The loss is a fixed
     weighting of the correlations, so its derivatives with respect to them are known in
-    forward and backward only scales them.
+    forward and backward only scales them. With ``per_group`` the output is the (G,)
+    loss of each group instead of their sum.
     """
 
     @staticmethod
     def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
                 activation: str, eps: float, group_sizes: Tuple[int, ...],
-                terms: tuple) -> Tensor:
+                terms: tuple, per_group: bool = False) -> Tensor:
         row_share, has_rows, inter_loss_weight, intra_loss_weight, threshold = terms
         rho_r, rho_c, teacher_max = _relations_forward(ctx, z_s, z_t, weight, tau, activation,
                                                        eps, threshold is not None, group_sizes)
-        loss, class_share = relation_loss(rho_r, rho_c.t(), teacher_max, *terms)
+        membership = group_membership(group_sizes, rho_r.dtype, rho_r.device)
+        loss, class_share = relation_loss(
+            rho_r, rho_c.t(), teacher_max, *terms,
+            group_sums=(lambda values: membership @ values) if per_group else None)
         ctx.grad_rows = -inter_loss_weight * row_share  # (N,)
         ctx.grad_cols = -intra_loss_weight * class_share.t()  # (C, G)
+        ctx.membership = membership if per_group else None
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        grad_z = _relations_backward(ctx, ctx.grad_rows, ctx.grad_cols, scale=grad_loss)
-        return (grad_z, ) + (None, ) * 7
+        if ctx.membership is None:
+            grad_z = _relations_backward(ctx, ctx.grad_rows, ctx.grad_cols, scale=grad_loss)
+        else:  # (G,) gradient: each row and column scaled by that of its group
+            grad_z = _relations_backward(ctx, ctx.grad_rows * (grad_loss @ ctx.membership),
+                                         ctx.grad_cols * grad_loss)
+        return (grad_z, ) + (None, ) * 8

@@ -1,6 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """The DIST loss as a function of the Pearson correlations, shared by both DIST cores."""
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -24,7 +24,9 @@ def correlation(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor,
 
 def relation_loss(rho_rows: Tensor, rho_cols: Tensor, teacher_max: Tensor, row_share: Tensor,
                   has_rows: Tensor, inter_loss_weight: float, intra_loss_weight: float,
-                  intra_class_threshold: Optional[float]) -> Tuple[Tensor, Tensor]:
+                  intra_class_threshold: Optional[float],
+                  group_sums: Optional[Callable[[Tensor], Tensor]] = None
+                  ) -> Tuple[Tensor, Tensor]:
     """The DIST loss (before ``tau^2``) from the correlations, and the class weighting.
 
     Both terms are fixed (no-gradient) weightings of the correlations:
@@ -40,9 +42,11 @@ def relation_loss(rho_rows: Tensor, rho_cols: Tensor, teacher_max: Tensor, row_s
         row_share: (N,) ``v_i``.
         has_rows: (G,) 1 for groups with weight, else 0.
         inter_loss_weight, intra_loss_weight, intra_class_threshold: as in ``dist_loss``.
+        group_sums: if given, a function from (N,) row values to their (G,) sums per
+            group: the loss is then returned per group, (G,), instead of summed.
 
     Returns:
-        The scalar loss and the (G, C) class weights ``has_g s_gc``:
+        The scalar (or (G,)) loss and the (G, C) class weights ``has_g s_gc``:
         ``d loss / d rho_rows = -inter_loss_weight * row_share`` and
         ``d loss / d rho_cols = -intra_loss_weight * class_share``.
     """
@@ -54,6 +58,10 @@ def relation_loss(rho_rows: Tensor, rho_cols: Tensor, teacher_max: Tensor, row_s
         num_present = present.sum(1)
         intra_rows = has_rows * (num_present > 0)
         class_share = present * (has_rows / num_present.clamp_min(1))[:, None]
-    inter = row_share.sum() - row_share @ rho_rows
-    intra = intra_rows.sum() - (class_share * rho_cols).sum()
+    if group_sums is None:
+        inter = row_share.sum() - row_share @ rho_rows
+        intra = intra_rows.sum() - (class_share * rho_cols).sum()
+    else:
+        inter = group_sums(row_share * (1 - rho_rows))
+        intra = intra_rows - (class_share * rho_cols).sum(1)
     return inter_loss_weight * inter + intra_loss_weight * intra, class_share

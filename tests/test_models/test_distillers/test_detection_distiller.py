@@ -76,8 +76,9 @@ def test_loss_keys_finite_and_gradients_reach_student_only(retina):
 
 
 def test_teacher_runs_first_and_its_features_are_freed(retina):
-    """The teacher runs before the student, and none of its backbone or FPN outputs is
-    alive any more when the student's forward starts (only its class logits are kept)."""
+    """The teacher runs before the student, and none of its backbone, FPN or head outputs
+    is alive any more when the student's forward starts (its class logits are kept as one
+    class-major copy)."""
     model, cfg = build(retina['config'])
     model.train()
     data = train_batch(model, cfg)
@@ -86,7 +87,9 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
     def record(name):
         def hook(module, args, output):
             order.append(name)
-            if name.startswith('teacher'):
+            if name == 'teacher head':  # ([class maps], [box maps]) per level
+                teacher_outputs.extend(weakref.ref(t) for maps in output for t in maps)
+            elif name.startswith('teacher'):
                 teacher_outputs.extend(weakref.ref(t) for t in output)
         return hook
 
@@ -94,6 +97,7 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
         alive_at_student_start.extend(ref() is not None for ref in teacher_outputs)
 
     modules = {'teacher backbone': model.teacher.backbone, 'teacher neck': model.teacher.neck,
+               'teacher head': model.teacher.bbox_head,
                'student backbone': model.student.backbone}
     hooks = [m.register_forward_hook(record(name)) for name, m in modules.items()]
     hooks.append(model.student.backbone.register_forward_pre_hook(student_starts))
@@ -102,8 +106,8 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
     finally:
         for h in hooks:
             h.remove()
-    assert order == ['teacher backbone', 'teacher neck', 'student backbone']
-    assert len(alive_at_student_start) == 4 + 5  # ResNet stages, FPN levels
+    assert order == ['teacher backbone', 'teacher neck', 'teacher head', 'student backbone']
+    assert len(alive_at_student_start) == 4 + 5 + 2 * 5  # stages, FPN and head levels
     assert not any(alive_at_student_start)
 
 

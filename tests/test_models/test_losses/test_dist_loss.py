@@ -271,6 +271,19 @@ def test_class_aware_intra_term_leaves_absent_classes_out():
         DISTLoss(kl_weight=-1)
 
 
+def grouped_inputs(seed: int):
+    """Group sizes [7, 0, 4, 3, 2] (an empty group), float64 (16, 4) student logits
+    (requiring grad) and teacher logits, and row weights with two rows of the first group
+    and every row of the fourth group left out."""
+    gen = torch.Generator().manual_seed(seed)
+    z_s = torch.randn(16, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(16, 4, generator=gen, dtype=torch.float64) * 2
+    weight = torch.ones(16, dtype=torch.float64)
+    weight[[1, 5]] = 0
+    weight[11:14] = 0  # the fourth group: no row kept
+    return [7, 0, 4, 3, 2], z_s, z_t, weight
+
+
 @pytest.mark.parametrize('core', list(CORES))
 @pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
 @pytest.mark.parametrize('options', [{}, {'kl_weight': 0.5, 'intra_class_threshold': 0.3}])
@@ -279,13 +292,7 @@ def test_groups_equal_one_call_per_group(activation, options, core, monkeypatch)
     and gradient, with a group whose rows all have weight 0 and an empty group; for the
     blockwise core with blocks smaller than a group and blocks across groups."""
     use_core(monkeypatch, core)
-    gen = torch.Generator().manual_seed(5)
-    sizes = [7, 0, 4, 3, 2]
-    z_s = torch.randn(16, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    z_t = torch.randn(16, 4, generator=gen, dtype=torch.float64) * 2
-    weight = torch.ones(16, dtype=torch.float64)
-    weight[[1, 5]] = 0
-    weight[11:14] = 0  # the fourth group: no row kept
+    sizes, z_s, z_t, weight = grouped_inputs(seed=5)
     kwargs = dict(activation=activation, inter_loss_weight=0.7, **options)
     grouped = dist_loss(z_s, z_t, weight, groups=sizes, **kwargs)
     (grad_grouped, ) = torch.autograd.grad(grouped, z_s)
@@ -316,6 +323,39 @@ def test_groups_equal_one_call_per_group(activation, options, core, monkeypatch)
     assert torch.autograd.gradcheck(
         lambda z: dist_relations(z, z_t, weight, activation=activation, groups=sizes)[:2],
         (z_s, ))
+
+
+@pytest.mark.parametrize('core', list(CORES))
+@pytest.mark.parametrize('activation', ['softmax', 'sigmoid'])
+@pytest.mark.parametrize('options', [{}, {'kl_weight': 0.5, 'intra_class_threshold': 0.3,
+                                          'tau': 2.0}])
+def test_reduce_groups_false_gives_each_groups_loss(activation, options, core, monkeypatch):
+    """`reduce_groups=False` returns the (G,) loss of each group: each equal to one call
+    on that group (0 for an empty group and one without kept rows), with the gradient of
+    any weighting of them; their sum is the reduced loss."""
+    use_core(monkeypatch, core)
+    sizes, z_s, z_t, weight = grouped_inputs(seed=6)
+    kwargs = dict(activation=activation, intra_loss_weight=0.8, **options)
+    per_group = DISTLoss(loss_weight=0.5, **kwargs)(z_s, z_t, weight, groups=sizes,
+                                                    reduce_groups=False)
+    assert per_group.shape == (5, )
+    head_weights = torch.tensor([1.0, 2.0, 0.4, 3.0, -1.5], dtype=torch.float64)
+    (grad, ) = torch.autograd.grad(per_group @ head_weights, z_s)
+    separate, expected_grad = [], torch.zeros_like(z_s)
+    for group, (s, t, w) in enumerate(zip(z_s.split(sizes), z_t.split(sizes),
+                                          weight.split(sizes))):
+        if not len(s):
+            separate.append(0.0)
+            continue
+        loss = 0.5 * dist_loss(s, t, w, **kwargs)
+        separate.append(loss.item())
+        expected_grad += head_weights[group] * torch.autograd.grad(loss, z_s)[0]
+    tol = 1e-6 if options else 1e-10  # the KL anchor is computed in float32
+    np.testing.assert_allclose(per_group.detach().numpy(), separate, rtol=tol, atol=tol)
+    assert per_group[1].item() == per_group[3].item() == 0.0
+    torch.testing.assert_close(grad, expected_grad, rtol=tol, atol=tol)
+    reduced = DISTLoss(loss_weight=0.5, **kwargs)(z_s, z_t, weight, groups=sizes)
+    assert reduced.item() == pytest.approx(per_group.sum().item(), rel=1e-12)
 
 
 def test_bad_groups_are_rejected():
