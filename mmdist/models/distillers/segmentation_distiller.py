@@ -8,8 +8,7 @@ from mmseg.models.utils import resize
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from ..losses import DISTLoss, KDLoss
-from ..losses.dist_loss import dist_loss
+from ..losses import DISTLoss, KDLoss, dist_loss
 from ..utils.dense import dense_to_class_major, dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
@@ -24,11 +23,11 @@ class SegmentationDistiller(BaseDistiller):
     auxiliary heads', both at the student's logit resolution (1/8 for the d8 models) with
     rows = pixels, (N, C, H, W) -> (N*H*W, C). When both are ``mmdist.DISTLoss`` with
     the same settings (``loss_weight`` aside) and the heads' logits have the same size,
-    both losses come from one call (two row groups), which is cheaper. Pixels whose (nearest-downsampled) label is
-    the student decode head's ``ignore_index`` - which includes the batch padding, filled
-    with ``seg_pad_val=255`` - are left out of both DIST terms. Teacher logits of another
-    resolution are resized bilinearly with the student head's ``align_corners``, as mmseg
-    resizes logits for its own losses.
+    both losses come from one call (two row groups), which is cheaper. Pixels whose
+    (nearest-downsampled) label is the student decode head's ``ignore_index`` - which
+    includes the batch padding, filled with ``seg_pad_val=255`` - are left out of both
+    DIST terms. Teacher logits of another resolution are resized bilinearly with the
+    student head's ``align_corners``, as mmseg resizes logits for its own losses.
 
     Args:
         student: student segmentor config (e.g. ``{{_base_.model}}``).

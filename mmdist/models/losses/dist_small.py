@@ -142,13 +142,14 @@ class SmallDISTLoss(torch.autograd.Function):
         row_share, has_rows, inter_loss_weight, intra_loss_weight, threshold = terms
         rho_r, rho_c, teacher_max = _relations_forward(ctx, z_s, z_t, weight, tau, activation,
                                                        eps, threshold is not None, group_sizes)
-        membership = group_membership(group_sizes, rho_r.dtype, rho_r.device)
+        membership = (group_membership(group_sizes, rho_r.dtype, rho_r.device)
+                      if per_group else None)
         loss, class_share = relation_loss(
             rho_r, rho_c.t(), teacher_max, *terms,
             group_sums=(lambda values: membership @ values) if per_group else None)
         ctx.grad_rows = -inter_loss_weight * row_share  # (N,)
         ctx.grad_cols = -intra_loss_weight * class_share.t()  # (C, G)
-        ctx.membership = membership if per_group else None
+        ctx.membership = membership
         return loss
 
     @staticmethod

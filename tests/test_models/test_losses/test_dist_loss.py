@@ -354,6 +354,16 @@ def test_reduce_groups_false_gives_each_groups_loss(activation, options, core, m
     np.testing.assert_allclose(per_group.detach().numpy(), separate, rtol=tol, atol=tol)
     assert per_group[1].item() == per_group[3].item() == 0.0
     torch.testing.assert_close(grad, expected_grad, rtol=tol, atol=tol)
+    if not options:  # and each group's value against the scipy reference on its kept rows
+        keep, offset = weight.numpy() > 0, 0
+        for group, n in enumerate(sizes):
+            rows = slice(offset, offset + n)
+            offset += n
+            if n and keep[rows].any():
+                expected = 0.5 * reference_dist(z_s.detach().numpy()[rows], z_t.numpy()[rows],
+                                                w_intra=0.8, activation=activation,
+                                                keep=keep[rows])
+                assert per_group[group].item() == pytest.approx(expected, rel=1e-9)
     reduced = DISTLoss(loss_weight=0.5, **kwargs)(z_s, z_t, weight, groups=sizes)
     assert reduced.item() == pytest.approx(per_group.sum().item(), rel=1e-12)
 
