@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from mmdist.registry import MODELS
 from .dist_small import SmallDISTLoss, SmallDISTRelations
-from .dist_terms import correlation, relation_loss
+from .dist_terms import correlation, relation_loss, relation_weights
 from .kd_loss import kd_loss_per_row
 from .utils import (autocast_disabled, check_activation, check_groups, check_logits,
                     check_non_negative, check_positive, compute_dtype)
@@ -324,11 +324,12 @@ def _row_shares(weight: Optional[Tensor], groups: _RowGroups) -> Tuple[Tensor, T
     without weights) and (G,) 1/0: whether the group has weight."""
     if weight is None:
         return groups.row_shares, groups.has_rows
+    tiny = torch.finfo(weight.dtype).tiny
     if groups.num_groups == 1:
         totals = weight.sum()[None]
-        return weight / totals.clamp_min(1e-12), (totals > 0).to(weight.dtype)
+        return weight / totals.clamp_min(tiny), (totals > 0).to(weight.dtype)
     totals = groups.group_sums(weight)
-    shares = (1 / totals.clamp_min(1e-12))[groups.row_group]
+    shares = (1 / totals.clamp_min(tiny))[groups.row_group]
     return weight * shares, (totals > 0).to(weight.dtype)
 
 
@@ -382,25 +383,29 @@ def dist_loss(student_logits: Tensor,
     with autocast_disabled(student_logits):
         if weight is not None:
             weight = weight.detach().to(dtype)
-        row_groups = _row_groups(tuple(group_sizes), student_logits.shape[1], dtype,
-                                 student_logits.device, BLOCK_ELEMENTS)
-        row_share, has_rows = _row_shares(weight, row_groups)  # (N,), (G,)
-        terms = (row_share, has_rows, inter_loss_weight, intra_loss_weight,
-                 intra_class_threshold)
+        row_groups = functools.partial(_row_groups, tuple(group_sizes),
+                                       student_logits.shape[1], dtype, student_logits.device)
         if _fits_one_block(student_logits):  # one autograd node
             loss = SmallDISTLoss.apply(student_logits, teacher_logits.detach(), weight, tau,
-                                       activation, eps, tuple(group_sizes), terms,
-                                       not reduce_groups)
+                                       activation, eps, tuple(group_sizes),
+                                       (inter_loss_weight, intra_loss_weight,
+                                        intra_class_threshold), not reduce_groups)
         else:
             rho_rows, rho_cols, teacher_max = _DISTRelations.apply(  # (N,), (G, C), (G, C)
                 student_logits, teacher_logits.detach(), weight, tau, activation, eps,
                 intra_class_threshold is not None, group_sizes)
-            loss = relation_loss(rho_rows, rho_cols, teacher_max, *terms,
-                                 group_sums=None if reduce_groups else row_groups.group_sums)[0]
+            groups = row_groups(BLOCK_ELEMENTS)
+            row_share, has_rows = _row_shares(weight, groups)  # (N,), (G,)
+            row_weights, class_weights = relation_weights(
+                row_share, has_rows, student_logits.shape[1], teacher_max, inter_loss_weight,
+                intra_loss_weight, intra_class_threshold)
+            loss = relation_loss(rho_rows, rho_cols, row_weights, class_weights,
+                                 group_sums=None if reduce_groups else groups.group_sums)
         if kl_weight > 0:
             kl = kd_loss_per_row(student_logits, teacher_logits, tau, activation) / tau**2
-            kl = row_share * kl.to(row_share.dtype)
-            loss = loss + kl_weight * (kl.sum() if reduce_groups else row_groups.group_sums(kl))
+            groups = row_groups(BLOCK_ELEMENTS)
+            kl = _row_shares(weight, groups)[0] * kl.to(dtype)
+            loss = loss + kl_weight * (kl.sum() if reduce_groups else groups.group_sums(kl))
         return loss if tau == 1.0 else tau**2 * loss
 
 

@@ -3,108 +3,135 @@
 
 At a few thousand rows (a small image's FPN levels, one batch of RoIs, a low-resolution
 logit map) every tensor operation costs its fixed dispatch time as much as its
-arithmetic, so this path minimises the number of operations: student and teacher go
-through every step as one stacked (2, C, N) tensor, group sums are matrix products with
-a (G, N) membership matrix, and the loss itself is one autograd node. It computes what
-the blockwise core of ``dist_loss.py`` computes (every sum over exactly centred values);
-``dist_loss`` uses it when the whole matrix is a single block.
+arithmetic, so this path minimises the number of operations: student and teacher, and
+row- and column-centred values, go through every step as stacked tensors; group sums
+are matrix products with (G, N) membership matrices; and the loss is one autograd node
+whose gradient, a fixed weighting of the correlations' gradients, is computed in
+forward, so that backward only scales it. It computes what the blockwise core of
+``dist_loss.py`` computes (every sum over exactly centred values); ``dist_loss`` uses it
+when the whole matrix is a single block.
 """
 import functools
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .dist_terms import correlation, relation_loss
+from .dist_terms import correlation, relation_weights
 from .utils import compute_dtype
 
 
+class GroupMatrices(NamedTuple):
+    """Groups of consecutive rows as (G, N) matrices (and their per-group sums)."""
+    membership: Tensor  #: (G, N) 1 where row i belongs to group g, else 0.
+    weights: Tensor  #: (G, N) the row weight ``w_i`` in its group's row.
+    shares: Tensor  #: (G, N) ``w_i / W_g`` in its group's row (0 for a weightless group).
+    row_share: Tensor  #: (N,) ``w_i / W_g(i)``.
+    has_rows: Tensor  #: (G,) 1 for groups with weight, else 0.
+
+
 @functools.lru_cache(maxsize=32)
-def group_membership(sizes: Tuple[int, ...], dtype: torch.dtype,
-                     device: torch.device) -> Tensor:
-    """(G, N) 0/1 matrix: row i belongs to group g (groups of consecutive rows).
-    Built once per shape; callers must not modify it."""
+def _unweighted_groups(sizes: Tuple[int, ...], dtype: torch.dtype,
+                       device: torch.device) -> GroupMatrices:
+    """:class:`GroupMatrices` of weight 1, built once per shape (callers must not modify it)."""
     membership = torch.zeros(len(sizes), sum(sizes), dtype=dtype, device=device)
     start = 0
     for group, size in enumerate(sizes):
         membership[group, start:start + size] = 1
         start += size
-    return membership
+    counts = membership.sum(1)
+    shares = membership / counts.clamp_min(1)[:, None]
+    return GroupMatrices(membership, membership, shares, shares.sum(0), (counts > 0).to(dtype))
 
 
-def _relations_forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
-                       activation: str, eps: float, with_teacher_max: bool,
-                       group_sizes: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Tensor]:
-    """(N,) row and (C, G) column correlations and (G, C) teacher maxima; saves what
-    :func:`_relations_backward` needs on ``ctx``.
+def group_matrices(sizes: Tuple[int, ...], weight: Optional[Tensor], dtype: torch.dtype,
+               device: torch.device) -> GroupMatrices:
+    """:class:`GroupMatrices` of groups of ``sizes`` consecutive rows with (N,) ``weight``."""
+    groups = _unweighted_groups(sizes, dtype, device)
+    if weight is None:
+        return groups
+    weights = groups.membership * weight
+    totals = weights.sum(1)  # (G,)
+    shares = weights / totals.clamp_min(torch.finfo(dtype).tiny)[:, None]
+    return GroupMatrices(groups.membership, weights, shares, shares.sum(0),
+                     (totals > 0).to(dtype))
 
-    ``p`` = (2, C, N) probabilities (student, teacher), class-major; row-centred ``p_r``
-    and group-column-centred ``p_c`` are kept for backward (a block is small).
-    """
+
+class _Block(NamedTuple):
+    """What one block's forward computes and its gradient needs."""
+    probs: Tensor  #: (2, C, N) probabilities, student then teacher, class-major.
+    centred: Tensor  #: (2, 2, C, N) row-centred then group-column-centred ``probs``.
+    rho: Tensor  #: (N + C*G,) row correlations, then column ones laid out (C, G).
+    inv: Tensor  #: (N + C*G,) ``1 / max(sqrt(s_xx s_yy), eps)``.
+    coef: Tensor  #: (N + C*G,) ``rho / s_xx`` (0 where the normaliser is clamped).
+
+
+def _block_correlations(z_s: Tensor, z_t: Tensor, groups: GroupMatrices, tau: float,
+                        activation: str, eps: float) -> _Block:
+    """Row and per-group (weighted) column Pearson correlations of (N, C) logits."""
     num_rows, num_classes = z_s.shape
-    dtype = compute_dtype(z_s)
+    num_groups = groups.membership.shape[0]
+    dtype = groups.membership.dtype
     # (2C, N): the copy that stacks them is also the conversion to the compute dtype.
-    p = torch.cat([z_s.t().to(dtype), z_t.t().to(dtype)])
+    flat = torch.cat([z_s.t().to(dtype), z_t.t().to(dtype)])
     if tau != 1.0:
-        p.div_(tau)
-    p = p.view(2, num_classes, num_rows)
-    p = p.softmax(1) if activation == 'softmax' else p.sigmoid_()
-    num_groups = len(group_sizes)
-    # (3, N + C*G) second moments (xy, xx, yy): rows first, then the columns of each group,
-    # so that one call of `correlation` serves both.
-    moments = p.new_empty(3, num_rows + num_classes * num_groups)
-    rows, cols = moments[:, :num_rows], moments[:, num_rows:].view(3, num_classes, num_groups)
-    # Rows: a softmax row sums to one, so its mean is 1/C.
-    p_r = p - (1.0 / num_classes if activation == 'softmax' else p.mean(1, keepdim=True))
-    torch.sum(p_r[0] * p_r[1], 0, out=rows[0])
-    torch.sum(p_r.square(), 1, out=rows[1:])
-    # Columns, per group: (G, N) membership times the row weights.
-    membership = group_membership(group_sizes, dtype, z_s.device)
-    rows_in = membership if weight is None else membership * weight
-    flat = p.view(2 * num_classes, num_rows)
-    totals = rows_in.sum(1).clamp_min(torch.finfo(dtype).tiny)  # (G,)
-    means = flat @ rows_in.t() / totals  # (2C, G)
-    p_c = (flat - means @ membership).view(2, num_classes, num_rows)
-    torch.mm(p_c[0] * p_c[1], rows_in.t(), out=cols[0])
-    cols[1:] = (p_c.square().view(2 * num_classes, num_rows) @ rows_in.t()).view(
-        2, num_classes, num_groups)
-    rho, inv, coef = correlation(*moments, eps)
-    rho_r, rho_c = rho[:num_rows], rho[num_rows:].view(num_classes, num_groups)
-    teacher_max = p.new_zeros(len(group_sizes), num_classes)
-    if with_teacher_max:
-        kept = p[1] if weight is None else p[1] * (weight > 0)
-        start = 0
-        for group, size in enumerate(group_sizes):
-            if size:
-                teacher_max[group] = kept[:, start:start + size].amax(1)
-            start += size
-    ctx.save_for_backward(p[0], p_r, p_c, rows_in, inv, coef)
-    ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
-    return rho_r, rho_c, teacher_max
-
-
-def _relations_backward(ctx, grad_r: Tensor, grad_c: Tensor,
-                        scale: Optional[Tensor] = None) -> Tensor:
-    """(N, C) ``d L / d z_s`` from (N,) ``d L / d rho_r`` and (C, G) ``d L / d rho_c``,
-    times ``scale`` (a scalar tensor) if given."""
-    p_s, p_r, p_c, rows_in, inv, coef = ctx.saved_tensors
-    num_classes, num_rows = p_s.shape
-    inv_r, coef_r = inv[:num_rows], coef[:num_rows]
-    inv_c, coef_c = inv[num_rows:].view(num_classes, -1), coef[num_rows:].view(num_classes, -1)
-    # d L / d p_s = g_r (inv_r y_r - coef_r x_r) + w g_c (inv_c y_c - coef_c x_c)
-    column = torch.cat([grad_c * inv_c, -grad_c * coef_c]) @ rows_in  # (2C, N)
-    grad = p_c[1] * column[:num_classes]
-    grad.addcmul_(p_c[0], column[num_classes:])
-    grad.addcmul_(p_r[1], grad_r * inv_r).addcmul_(p_r[0], -grad_r * coef_r)
-    if ctx.activation == 'softmax':
-        grad.sub_((grad * p_s).sum(0)).mul_(p_s)
+        flat.div_(tau)
+    probs = flat.view(2, num_classes, num_rows)
+    if activation == 'softmax':
+        probs = probs.softmax(1)
+        flat = probs.view(2 * num_classes, num_rows)
     else:
-        grad.mul_(p_s - p_s.square())
-    if scale is not None:
-        grad.mul_(scale if ctx.tau == 1.0 else scale / ctx.tau)
-    elif ctx.tau != 1.0:
-        grad.div_(ctx.tau)
-    return grad.t().to(ctx.logit_dtype)
+        flat.sigmoid_()
+    centred = flat.new_empty(2, 2, num_classes, num_rows)
+    # Rows: a softmax row sums to one, so its mean is 1/C.
+    torch.sub(probs, 1.0 / num_classes if activation == 'softmax' else
+              probs.mean(1, keepdim=True), out=centred[0])
+    # Columns: minus the (weighted) mean of the row's group.
+    torch.addmm(flat, flat @ groups.shares.t(), groups.membership, alpha=-1,
+                out=centred[1].view(2 * num_classes, num_rows))
+    # (x x, x y, y y) of both centrings, summed over classes (rows) and over each
+    # group's weighted rows (columns): the (3, N + C*G) second moments.
+    products = flat.new_empty(2, 3, num_classes, num_rows)
+    torch.mul(centred[:, :1], centred, out=products[:, :2])
+    torch.square(centred[:, 1], out=products[:, 2])
+    moments = torch.cat([products[0].sum(1), (products[1].view(3 * num_classes, num_rows)
+                                              @ groups.weights.t()).view(3, -1)], 1)
+    rho, inv, coef = correlation(moments[1], moments[0], moments[2], eps)
+    return _Block(probs, centred, rho, inv, coef)
+
+
+def _logits_grad(block: _Block, grad_rho: Tensor, groups: GroupMatrices, tau: float,
+                 activation: str) -> Tensor:
+    """(C, N) ``d L / d z_s`` from (N + C*G,) ``d L / d rho``:
+    ``d L / d p_s = sum_k g_k w_k (inv_k y_k - coef_k x_k)`` over the row and the
+    group's column of each entry (centred ``x``, ``y``)."""
+    num_classes, num_rows = block.probs.shape[1:]
+    g_inv, g_coef = grad_rho * block.inv, grad_rho * block.coef
+    column = torch.cat([g_inv[num_rows:].view(num_classes, -1),
+                        g_coef[num_rows:].view(num_classes, -1)]) @ groups.weights
+    (x_r, y_r), (x_c, y_c) = block.centred
+    grad = y_c * column[:num_classes]
+    grad.addcmul_(x_c, column[num_classes:], value=-1)
+    grad.addcmul_(y_r, g_inv[:num_rows]).addcmul_(x_r, g_coef[:num_rows], value=-1)
+    # Through the activation: the aten ops autograd itself uses for softmax and sigmoid.
+    if activation == 'softmax':
+        grad = torch.ops.aten._softmax_backward_data(grad, block.probs[0], 0, grad.dtype)
+    else:
+        grad = torch.ops.aten.sigmoid_backward(grad, block.probs[0])
+    return grad if tau == 1.0 else grad.div_(tau)
+
+
+def _teacher_max(block: _Block, weight: Optional[Tensor],
+                 group_sizes: Tuple[int, ...]) -> Tensor:
+    """(G, C) teacher's largest probability per group over the rows of positive weight."""
+    kept = block.probs[1] if weight is None else block.probs[1] * (weight > 0)
+    teacher_max = kept.new_zeros(len(group_sizes), kept.shape[0])
+    start = 0
+    for group, size in enumerate(group_sizes):
+        if size:
+            teacher_max[group] = kept[:, start:start + size].amax(1)
+        start += size
+    return teacher_max
 
 
 class SmallDISTRelations(torch.autograd.Function):
@@ -115,48 +142,64 @@ class SmallDISTRelations(torch.autograd.Function):
     def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
                 activation: str, eps: float, with_teacher_max: bool,
                 group_sizes: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Tensor]:
-        rho_r, rho_c, teacher_max = _relations_forward(ctx, z_s, z_t, weight, tau, activation,
-                                                       eps, with_teacher_max, group_sizes)
+        num_rows, num_classes = z_s.shape
+        groups = group_matrices(group_sizes, weight, compute_dtype(z_s), z_s.device)
+        block = _block_correlations(z_s, z_t, groups, tau, activation, eps)
+        teacher_max = (_teacher_max(block, weight, group_sizes) if with_teacher_max else
+                       block.rho.new_zeros(len(group_sizes), num_classes))
+        ctx.block, ctx.groups = block, groups
+        ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
         ctx.mark_non_differentiable(teacher_max)
-        return rho_r, rho_c.t(), teacher_max
+        rho_cols = block.rho[num_rows:].view(num_classes, -1).t()
+        return block.rho[:num_rows], rho_cols, teacher_max
 
     @staticmethod
     def backward(ctx, grad_r: Tensor, grad_c: Tensor, _grad_max: Optional[Tensor]):
-        return (_relations_backward(ctx, grad_r, grad_c.t()), ) + (None, ) * 7
+        grad_rho = torch.cat([grad_r, grad_c.t().reshape(-1)])
+        grad = _logits_grad(ctx.block, grad_rho, ctx.groups, ctx.tau, ctx.activation)
+        return (grad.t().to(ctx.logit_dtype), ) + (None, ) * 7
 
 
 class SmallDISTLoss(torch.autograd.Function):
     """The DIST loss (before ``tau^2``) of one block as a single autograd node.
 
-    ``terms`` = ``(row_share, has_rows, inter_loss_weight, intra_loss_weight,
-    intra_class_threshold)`` as :func:`relation_loss` takes them. The loss is a fixed
-    weighting of the correlations, so its derivatives with respect to them are known in
-    forward and backward only scales them. With ``per_group`` the output is the (G,)
-    loss of each group instead of their sum.
+    ``loss_weights`` = ``(inter_loss_weight, intra_loss_weight, intra_class_threshold)``.
+    The loss ``sum_k a_k (1 - rho_k)`` is a fixed weighting of the correlations
+    (:func:`relation_weights`), so its gradient is known in forward and backward only
+    scales it. With ``per_group`` the output is the (G,) loss of each group instead of
+    their sum; each row's gradient then scales with its group's.
     """
 
     @staticmethod
     def forward(ctx, z_s: Tensor, z_t: Tensor, weight: Optional[Tensor], tau: float,
                 activation: str, eps: float, group_sizes: Tuple[int, ...],
-                terms: tuple, per_group: bool = False) -> Tensor:
-        row_share, has_rows, inter_loss_weight, intra_loss_weight, threshold = terms
-        rho_r, rho_c, teacher_max = _relations_forward(ctx, z_s, z_t, weight, tau, activation,
-                                                       eps, threshold is not None, group_sizes)
-        membership = (group_membership(group_sizes, rho_r.dtype, rho_r.device)
-                      if per_group else None)
-        loss, class_share = relation_loss(
-            rho_r, rho_c.t(), teacher_max, *terms,
-            group_sums=(lambda values: membership @ values) if per_group else None)
-        ctx.grad_rows = -inter_loss_weight * row_share  # (N,)
-        ctx.grad_cols = -intra_loss_weight * class_share.t()  # (C, G)
-        ctx.membership = membership
+                loss_weights: tuple, per_group: bool = False) -> Tensor:
+        inter_loss_weight, intra_loss_weight, threshold = loss_weights
+        num_rows, num_classes = z_s.shape
+        groups = group_matrices(group_sizes, weight, compute_dtype(z_s), z_s.device)
+        block = _block_correlations(z_s, z_t, groups, tau, activation, eps)
+        teacher_max = None if threshold is None else _teacher_max(block, weight, group_sizes)
+        row_weights, class_weights = relation_weights(groups.row_share, groups.has_rows,
+                                                      num_classes, teacher_max,
+                                                      inter_loss_weight, intra_loss_weight,
+                                                      threshold)
+        weights = torch.cat([row_weights, class_weights.t().reshape(-1)])  # (N + C*G,)
+        shortfall = 1 - block.rho
+        if per_group:
+            loss = (groups.membership @ (row_weights * shortfall[:num_rows])
+                    + (class_weights.t() * shortfall[num_rows:].view(num_classes, -1)).sum(0))
+        else:
+            loss = weights @ shortfall
+        ctx.grad = (_logits_grad(block, -weights, groups, tau, activation)
+                    if ctx.needs_input_grad[0] else None)
+        ctx.membership = groups.membership if per_group else None
+        ctx.logit_dtype = z_s.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
         if ctx.membership is None:
-            grad_z = _relations_backward(ctx, ctx.grad_rows, ctx.grad_cols, scale=grad_loss)
-        else:  # (G,) gradient: each row and column scaled by that of its group
-            grad_z = _relations_backward(ctx, ctx.grad_rows * (grad_loss @ ctx.membership),
-                                         ctx.grad_cols * grad_loss)
-        return (grad_z, ) + (None, ) * 8
+            grad = ctx.grad * grad_loss
+        else:  # (G,) gradient: each row's entries scaled by that of its group
+            grad = ctx.grad * (grad_loss @ ctx.membership)
+        return (grad.t().to(ctx.logit_dtype), ) + (None, ) * 8
