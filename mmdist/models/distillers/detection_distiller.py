@@ -10,6 +10,7 @@ from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
+from ..utils.class_branch import classifier_name, dense_class_logits
 from ..utils.dense import dense_to_class_major, dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
@@ -38,7 +39,8 @@ class DetectionDistiller(BaseDistiller):
     Dense one-stage students (RetinaNet, FCOS, ATSS, GFL): ``loss_cls`` compares the
     per-level class logits of student and teacher, reshaped anchor-major to
     (N*H*W*A, C); rows in the batch padding are left out; one term per FPN level,
-    summed into ``loss_dist_cls``.
+    summed into ``loss_dist_cls``. The teacher's head runs its classification branch
+    only (the stock heads and subclasses that keep their ``forward``).
 
     Two-stage students (``StandardRoIHead``, e.g. Faster R-CNN): the teacher's box head
     (the first stage of a cascade) classifies exactly the student's sampled RoIs on the
@@ -77,6 +79,9 @@ class DetectionDistiller(BaseDistiller):
             expected = 'sigmoid' if self.student.bbox_head.use_sigmoid_cls else 'softmax'
             reason = 'the student head (model.student.bbox_head.loss_cls)'
         self.loss_cls = build_loss(loss_cls, 'model.loss_cls', expected, reason)
+        #: The teacher head's classifier conv when its classification branch can run alone.
+        self._teacher_classifier = (None if self.two_stage else
+                                    classifier_name(self.teacher.bbox_head))
         self._row_weight_cache: Dict[tuple, Optional[Tensor]] = {}
         self.mimic = None
         if mimic is not None:
@@ -152,11 +157,14 @@ class DetectionDistiller(BaseDistiller):
         The teacher runs first: its intermediate activations are freed before the
         student's forward starts, so the student's step runs as it does alone; only the
         teacher's class logits (and its FPN features, for two-stage or ``mimic``) are kept.
+        A dense teacher runs only its head's classification branch when the head allows
+        it (:func:`classifier_name`): the box regression is not distilled.
         """
         with torch.no_grad():
             teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
             if not self.two_stage:
-                teacher_logits = self.teacher.bbox_head(teacher_feats)[0]
+                teacher_logits = dense_class_logits(self.teacher.bbox_head, teacher_feats,
+                                                    self._teacher_classifier)
                 if _takes_groups(type(self.loss_cls)):  # the per-level maps are freed now
                     teacher_logits = dense_to_class_major(
                         teacher_logits, self.student.bbox_head.prior_generator.num_base_priors)

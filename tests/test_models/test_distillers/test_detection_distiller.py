@@ -76,9 +76,9 @@ def test_loss_keys_finite_and_gradients_reach_student_only(retina):
 
 
 def test_teacher_runs_first_and_its_features_are_freed(retina):
-    """The teacher runs before the student, and none of its backbone, FPN or head outputs
-    is alive any more when the student's forward starts (its class logits are kept as one
-    class-major copy)."""
+    """The teacher runs before the student, only its head's classification branch runs,
+    and none of its backbone, FPN or class-logit outputs is alive any more when the
+    student's forward starts (its class logits are kept as one class-major copy)."""
     model, cfg = build(retina['config'])
     model.train()
     data = train_batch(model, cfg)
@@ -86,19 +86,21 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
 
     def record(name):
         def hook(module, args, output):
-            order.append(name)
-            if name == 'teacher head':  # ([class maps], [box maps]) per level
-                teacher_outputs.extend(weakref.ref(t) for maps in output for t in maps)
-            elif name.startswith('teacher'):
-                teacher_outputs.extend(weakref.ref(t) for t in output)
+            if not order or order[-1] != name:
+                order.append(name)
+            if name.startswith('teacher'):
+                tensors = [output] if isinstance(output, torch.Tensor) else output
+                teacher_outputs.extend(weakref.ref(t) for t in tensors)
         return hook
 
     def student_starts(module, args):
         alive_at_student_start.extend(ref() is not None for ref in teacher_outputs)
 
+    head = model.teacher.bbox_head
     modules = {'teacher backbone': model.teacher.backbone, 'teacher neck': model.teacher.neck,
-               'teacher head': model.teacher.bbox_head,
+               'teacher classifier': head.retina_cls, 'teacher box branch': head.retina_reg,
                'student backbone': model.student.backbone}
+    modules.update({f'teacher box conv {i}': conv for i, conv in enumerate(head.reg_convs)})
     hooks = [m.register_forward_hook(record(name)) for name, m in modules.items()]
     hooks.append(model.student.backbone.register_forward_pre_hook(student_starts))
     try:
@@ -106,8 +108,9 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
     finally:
         for h in hooks:
             h.remove()
-    assert order == ['teacher backbone', 'teacher neck', 'teacher head', 'student backbone']
-    assert len(alive_at_student_start) == 4 + 5 + 2 * 5  # stages, FPN and head levels
+    assert order == ['teacher backbone', 'teacher neck', 'teacher classifier',
+                     'student backbone']
+    assert len(alive_at_student_start) == 4 + 5 + 5  # stages, FPN levels, class logits
     assert not any(alive_at_student_start)
 
 
