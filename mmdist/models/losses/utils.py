@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Shared pieces of the distillation losses: argument checks and the compute dtype."""
-from typing import List, Optional, Sequence
+import contextlib
+from typing import ContextManager, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -54,6 +55,10 @@ def compute_dtype(tensor: Tensor) -> torch.dtype:
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
 
 
-def autocast_disabled(tensor: Tensor) -> torch.autocast:
-    """A context that turns autocast off for ``tensor``'s device type (loss math in fp32)."""
-    return torch.autocast(device_type=tensor.device.type, enabled=False)
+def autocast_disabled(tensor: Tensor) -> ContextManager:
+    """A context that turns autocast off for ``tensor``'s device type (loss math in fp32);
+    nothing to do when it is off already."""
+    device_type = tensor.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)

@@ -29,22 +29,28 @@ def dense_to_rows(logits: Tensor, num_anchors: int = 1) -> Tensor:
     return logits.permute(0, 2, 3, 1).reshape(-1, channels // num_anchors)
 
 
+def _class_major_copy(maps: Sequence[Tensor], num_anchors: Sequence[int]) -> Tensor:
+    """The (C, rows) copy of :func:`dense_to_class_major` (no autograd)."""
+    num_classes = maps[0].shape[1] // num_anchors[0]
+    sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a for m, a in zip(maps, num_anchors)]
+    columns = maps[0].new_empty(num_classes, sum(sizes))
+    start = 0
+    for m, anchors, size in zip(maps, num_anchors, sizes):
+        n, _, h, w = m.shape
+        columns[:, start:start + size].view(num_classes, n, h, w, anchors).copy_(
+            m.view(n, anchors, num_classes, h, w).permute(2, 0, 3, 4, 1))
+        start += size
+    return columns
+
+
 class _ClassMajorRows(torch.autograd.Function):
     """:func:`dense_to_class_major` as one autograd node: one copy per map each way."""
 
     @staticmethod
     def forward(ctx, num_anchors: Tuple[int, ...], *maps: Tensor) -> Tensor:
-        num_classes = maps[0].shape[1] // num_anchors[0]
-        sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a for m, a in zip(maps, num_anchors)]
-        columns = maps[0].new_empty(num_classes, sum(sizes))
-        start = 0
-        for m, anchors, size in zip(maps, num_anchors, sizes):
-            n, _, h, w = m.shape
-            columns[:, start:start + size].view(num_classes, n, h, w, anchors).copy_(
-                m.view(n, anchors, num_classes, h, w).permute(2, 0, 3, 4, 1))
-            start += size
-        ctx.layout = [(m.shape, anchors, size) for m, anchors, size in zip(maps, num_anchors,
-                                                                          sizes)]
+        columns = _class_major_copy(maps, num_anchors)
+        ctx.layout = [(m.shape, anchors, m.shape[0] * m.shape[2] * m.shape[3] * anchors)
+                      for m, anchors in zip(maps, num_anchors)]
         return columns
 
     @staticmethod
@@ -84,4 +90,7 @@ def dense_to_class_major(maps: Sequence[Tensor], num_anchors: Sequence[int]) -> 
         classes.add(logits.shape[1] // anchors)
     if len(classes) != 1:
         raise ValueError(f'the maps have different class counts: {sorted(classes)}')
-    return _ClassMajorRows.apply(tuple(int(a) for a in num_anchors), *maps)
+    num_anchors = tuple(int(a) for a in num_anchors)
+    if torch.is_grad_enabled() and any(m.requires_grad for m in maps):
+        return _ClassMajorRows.apply(num_anchors, *maps)
+    return _class_major_copy(maps, num_anchors)  # e.g. the teacher's: no autograd node

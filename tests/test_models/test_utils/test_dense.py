@@ -81,6 +81,12 @@ def test_class_major_gradient():
     expected = torch.cat([dense_to_rows(m, 2) for m in maps])
     for m, reference in zip(maps, torch.autograd.grad(expected, maps, grad_rows)):
         torch.testing.assert_close(m.grad, reference, rtol=0, atol=0)
+    # Without gradients (the teacher's maps): the same copy, no autograd node.
+    with_graph = dense_to_class_major(maps, [2, 2])
+    with torch.no_grad():
+        plain = dense_to_class_major(maps, [2, 2])
+    assert with_graph.grad_fn is not None and plain.grad_fn is None
+    assert torch.equal(plain, with_graph)
 
 
 def test_class_major_errors():
