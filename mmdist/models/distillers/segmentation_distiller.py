@@ -120,8 +120,9 @@ class SegmentationDistiller(BaseDistiller):
         if self._fusable() and student_aux.shape == student_decode.shape:
             per_head = self._fused_pixel_losses((student_decode, student_aux),
                                                 (teacher_decode, teacher_aux), valid)
-            return dict(loss_dist_decode=self.loss_decode.loss_weight * per_head[0],
-                        loss_dist_aux=self.loss_aux.loss_weight * per_head[1])
+            decode, aux = (per_head * per_head.new_tensor(
+                [self.loss_decode.loss_weight, self.loss_aux.loss_weight])).unbind()
+            return dict(loss_dist_decode=decode, loss_dist_aux=aux)
         losses = dict(loss_dist_decode=self._pixel_loss(self.loss_decode, student_decode,
                                                         teacher_decode, valid))
         if student_aux.shape[-2:] != student_decode.shape[-2:]:

@@ -73,7 +73,8 @@ def _block_correlations(z_s: Tensor, z_t: Tensor, groups: GroupMatrices, tau: fl
     num_groups = groups.membership.shape[0]
     dtype = groups.membership.dtype
     # (2C, N): the copy that stacks them is also the conversion to the compute dtype.
-    flat = torch.cat([z_s.t().to(dtype), z_t.t().to(dtype)])
+    flat = torch.cat([z_s.t(), z_t.t()] if z_s.dtype == z_t.dtype == dtype else
+                     [z_s.t().to(dtype), z_t.t().to(dtype)])
     if tau != 1.0:
         flat.div_(tau)
     probs = flat.view(2, num_classes, num_rows)
@@ -160,6 +161,40 @@ class SmallDISTRelations(torch.autograd.Function):
         return (grad.t().to(ctx.logit_dtype), ) + (None, ) * 7
 
 
+@functools.lru_cache(maxsize=32)
+def _term_scales(num_rows: int, num_classes: int, num_groups: int, inter_loss_weight: float,
+                 intra_loss_weight: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(N + C*G,) ``inter_loss_weight`` for rows, ``intra_loss_weight / C`` for columns."""
+    return torch.cat([torch.full((num_rows, ), inter_loss_weight, dtype=dtype, device=device),
+                      torch.full((num_classes * num_groups, ), intra_loss_weight / num_classes,
+                                 dtype=dtype, device=device)])
+
+
+@functools.lru_cache(maxsize=32)
+def _extended_membership(sizes: Tuple[int, ...], num_classes: int, dtype: torch.dtype,
+                         device: torch.device) -> Tensor:
+    """(G, N + C*G) 1 where a correlation (rows, then columns laid out (C, G)) belongs to
+    group g: the per-group sums of the loss terms are one product."""
+    columns = torch.eye(len(sizes), dtype=dtype, device=device).repeat(1, num_classes)
+    return torch.cat([_unweighted_groups(sizes, dtype, device).membership, columns], 1)
+
+
+def _loss_weights(groups: GroupMatrices, num_classes: int, teacher_max: Optional[Tensor],
+                  inter_loss_weight: float, intra_loss_weight: float,
+                  threshold: Optional[float]) -> Tensor:
+    """(N + C*G,) weights ``a`` of ``loss = sum_k a_k (1 - rho_k)`` (:func:`relation_weights`),
+    laid out as ``_Block.rho``."""
+    if threshold is None:  # class shares has_g / C: (C, G) = has repeated C times
+        shares = torch.cat([groups.row_share, groups.has_rows.repeat(num_classes)])
+        return shares.mul_(_term_scales(groups.row_share.shape[0], num_classes,
+                                        groups.has_rows.shape[0], inter_loss_weight,
+                                        intra_loss_weight, shares.dtype, shares.device))
+    row_weights, class_weights = relation_weights(groups.row_share, groups.has_rows,
+                                                  num_classes, teacher_max, inter_loss_weight,
+                                                  intra_loss_weight, threshold)
+    return torch.cat([row_weights, class_weights.t().reshape(-1)])
+
+
 class SmallDISTLoss(torch.autograd.Function):
     """The DIST loss (before ``tau^2``) of one block as a single autograd node.
 
@@ -175,22 +210,18 @@ class SmallDISTLoss(torch.autograd.Function):
                 activation: str, eps: float, group_sizes: Tuple[int, ...],
                 loss_weights: tuple, per_group: bool = False) -> Tensor:
         inter_loss_weight, intra_loss_weight, threshold = loss_weights
-        num_rows, num_classes = z_s.shape
+        num_classes = z_s.shape[1]
         groups = group_matrices(group_sizes, weight, compute_dtype(z_s), z_s.device)
         block = _block_correlations(z_s, z_t, groups, tau, activation, eps)
         teacher_max = None if threshold is None else _teacher_max(block, weight, group_sizes)
-        row_weights, class_weights = relation_weights(groups.row_share, groups.has_rows,
-                                                      num_classes, teacher_max,
-                                                      inter_loss_weight, intra_loss_weight,
-                                                      threshold)
-        weights = torch.cat([row_weights, class_weights.t().reshape(-1)])  # (N + C*G,)
-        shortfall = 1 - block.rho
+        weights = _loss_weights(groups, num_classes, teacher_max, inter_loss_weight,
+                                intra_loss_weight, threshold)  # (N + C*G,)
         if per_group:
-            loss = (groups.membership @ (row_weights * shortfall[:num_rows])
-                    + (class_weights.t() * shortfall[num_rows:].view(num_classes, -1)).sum(0))
+            loss = _extended_membership(group_sizes, num_classes, weights.dtype,
+                                        weights.device) @ (weights * (1 - block.rho))
         else:
-            loss = weights @ shortfall
-        ctx.grad = (_logits_grad(block, -weights, groups, tau, activation)
+            loss = weights @ (1 - block.rho)
+        ctx.grad = (_logits_grad(block, weights.neg_(), groups, tau, activation)
                     if ctx.needs_input_grad[0] else None)
         ctx.membership = groups.membership if per_group else None
         ctx.logit_dtype = z_s.dtype
