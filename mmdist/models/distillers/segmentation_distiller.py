@@ -170,6 +170,7 @@ class SegmentationDistiller(BaseDistiller):
         teacher_logits = [self._teacher_at(t, s) for t, s in zip(teacher_logits,
                                                                   student_logits)]
         return dist_loss(dense_to_class_major(student_logits, [1, 1]).t(),
-                         dense_to_class_major(teacher_logits, [1, 1]).t(), torch.cat([valid, valid]),
-                         groups=[valid.numel()] * 2, reduce_groups=False,
+                         dense_to_class_major(teacher_logits, [1, 1]).t(),
+                         torch.cat([valid, valid]), groups=[valid.numel()] * 2,
+                         reduce_groups=False,
                          **self.loss_decode.loss_settings())

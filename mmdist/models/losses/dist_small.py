@@ -33,7 +33,8 @@ class GroupMatrices(NamedTuple):
 @functools.lru_cache(maxsize=32)
 def _unweighted_groups(sizes: Tuple[int, ...], dtype: torch.dtype,
                        device: torch.device) -> GroupMatrices:
-    """:class:`GroupMatrices` of weight 1, built once per shape (callers must not modify it)."""
+    """:class:`GroupMatrices` of weight 1, built once per shape (callers must not modify
+    it)."""
     membership = torch.zeros(len(sizes), sum(sizes), dtype=dtype, device=device)
     start = 0
     for group, size in enumerate(sizes):
@@ -45,7 +46,7 @@ def _unweighted_groups(sizes: Tuple[int, ...], dtype: torch.dtype,
 
 
 def group_matrices(sizes: Tuple[int, ...], weight: Optional[Tensor], dtype: torch.dtype,
-               device: torch.device) -> GroupMatrices:
+                   device: torch.device) -> GroupMatrices:
     """:class:`GroupMatrices` of groups of ``sizes`` consecutive rows with (N,) ``weight``."""
     groups = _unweighted_groups(sizes, dtype, device)
     if weight is None:
@@ -54,7 +55,7 @@ def group_matrices(sizes: Tuple[int, ...], weight: Optional[Tensor], dtype: torc
     totals = weights.sum(1)  # (G,)
     shares = weights / totals.clamp_min(torch.finfo(dtype).tiny)[:, None]
     return GroupMatrices(groups.membership, weights, shares, shares.sum(0),
-                     (totals > 0).to(dtype))
+                         (totals > 0).to(dtype))
 
 
 class _Block(NamedTuple):
@@ -70,7 +71,6 @@ def _block_correlations(z_s: Tensor, z_t: Tensor, groups: GroupMatrices, tau: fl
                         activation: str, eps: float) -> _Block:
     """Row and per-group (weighted) column Pearson correlations of (N, C) logits."""
     num_rows, num_classes = z_s.shape
-    num_groups = groups.membership.shape[0]
     dtype = groups.membership.dtype
     # (2C, N): the copy that stacks them is also the conversion to the compute dtype.
     flat = torch.cat([z_s.t(), z_t.t()] if z_s.dtype == z_t.dtype == dtype else
