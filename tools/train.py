@@ -88,7 +88,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
+    finished = False
     try:
         main()
+        finished = True
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_ranks=finished)

@@ -54,14 +54,19 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(wait_for_ranks: bool = False) -> None:
     """Destroy the default process group, if any, before the interpreter exits.
 
     Without it gloo's worker threads can outlive the interpreter's finalisation and the
     process aborts ("terminate called without an active exception") after a successful
-    run. A no-op for single-process runs.
+    run. With ``wait_for_ranks`` (after a successful run) all ranks first meet at a
+    barrier, so that no rank tears its group down while a peer still communicates with
+    it; after a failure there is no barrier (the other ranks may never arrive). A no-op
+    for single-process runs.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if wait_for_ranks:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
