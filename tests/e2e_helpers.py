@@ -11,6 +11,9 @@ from conftest import load_tool
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from mmdist.models.utils.conv_bn import fold_batch_norms
+from mmdist.models.utils.teacher import build_teacher
+
 
 class SnapshotStudent(Hook):
     """Keeps the student's weights as training starts (after init_weights)."""
@@ -57,9 +60,15 @@ def train_then_test(config: str, work_dir: str, dist_keys: Sequence[str],
     return runner, metrics
 
 
-def assert_teacher_is_checkpoint(runner: Runner, teacher_ckpt: str) -> None:
-    reference = torch.load(teacher_ckpt, map_location='cpu')['state_dict']
+def assert_teacher_is_checkpoint(runner: Runner, paths: dict) -> None:
+    """After training, the distiller's teacher is exactly the checkpoint's teacher with its
+    BatchNorms folded (the default ``teacher_fuse_conv_bn=True``)."""
+    reference = build_teacher(paths['teacher_cfg'], paths['teacher_ckpt'])
+    stock_keys = set(reference.state_dict())
+    folded = fold_batch_norms(reference)  # 0 for a teacher without BatchNorms (Swin)
+    reference = reference.state_dict()
     teacher = runner.model.teacher.state_dict()
     assert teacher.keys() == reference.keys()
+    assert (set(teacher) != stock_keys) == (folded > 0)
     for k, v in teacher.items():
         assert torch.equal(v, reference[k]), f'teacher weight {k} changed'

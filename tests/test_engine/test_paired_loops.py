@@ -60,11 +60,13 @@ def run_test(config: str, ckpt: str, work_dir: str, options=()):
 
 
 def identical_config(tmp, base: str, teacher_cfg: str, teacher_ckpt: str, extra: str = ''):
-    """The distillation config with the teacher's architecture and weights as student."""
+    """The distillation config with the teacher's architecture and weights as student
+    (and the teacher's BatchNorms not folded, so that both compute bit for bit alike)."""
     teacher_model = Config.fromfile(teacher_cfg).model.to_dict()
     config = write_config(osp.join(tmp, 'identical.py'),
                           f'_base_ = [{base!r}]\n'
-                          f'model = dict(student=dict(_delete_=True, **{teacher_model!r}))\n'
+                          f'model = dict(student=dict(_delete_=True, **{teacher_model!r}),\n'
+                          '             teacher_fuse_conv_bn=False)\n'
                           + extra)
     ckpt = save_distiller_checkpoint(config, osp.join(tmp, 'identical.pth'), 'mmseg',
                                      torch.load(teacher_ckpt)['state_dict'])
@@ -259,7 +261,8 @@ def test_detection_identical_teacher_is_faithful(det):
     teacher_model['test_cfg']['score_thr'] = 0.0
     config = write_config(
         osp.join(det['tmp'], 'identical.py'), f"_base_ = [{det['eval_config']!r}]\n"
-        f'model = dict(student=dict(_delete_=True, **{teacher_model!r}))\n'
+        f'model = dict(student=dict(_delete_=True, **{teacher_model!r}),\n'
+        '             teacher_fuse_conv_bn=False)\n'  # bit for bit alike (see above)
         "test_evaluator = [dict(type='mmdist.DetFaithfulnessMetric', pseudo_score_thr=0.0, "
         "calib_score_thr=0.0), dict(type='mmdist.PerturbationDisagreement', score_thr=0.0)]\n")
     ckpt = save_distiller_checkpoint(config, osp.join(det['tmp'], 'identical.pth'), 'mmdet',

@@ -38,16 +38,19 @@ def test_distill_step_benchmark_tables():
                  '--memory')
     steps, validation, memory = rows_of(stdout, 'pspnet')
     values = [float(v) for v in re.findall(NUMBER, steps)]
-    student, teacher, joint, mmdist, naive, over_st, over_joint, over_naive = values
-    assert min(student, teacher, joint, mmdist, naive) > 0
+    (student, teacher, folded, joint, mmdist, naive, over_st, over_sf, over_joint,
+     over_naive) = values
+    assert min(student, teacher, folded, joint, mmdist, naive) > 0
     assert_ratio(over_st, mmdist, student + teacher)
+    assert_ratio(over_sf, mmdist, student + folded)
     assert_ratio(over_joint, mmdist, joint)
     assert_ratio(over_naive, mmdist, naive)
     plain, paired, ratio = [float(v) for v in re.findall(NUMBER, validation)]
     assert_ratio(ratio, paired, plain)
     peaks = [float(v) for v in re.findall(NUMBER, memory)]
-    assert len(peaks) == 7 and peaks[0] > 0 and peaks[3] > 0  # student, mmdist steps
-    assert_ratio(peaks[5], peaks[3], peaks[0])
+    assert len(peaks) == 8 and peaks[0] > 0 and peaks[4] > 0  # student, mmdist steps
+    assert_ratio(peaks[6], peaks[4], peaks[0])
+    assert_ratio(peaks[7], peaks[4], peaks[3])  # mmdist / joint
 
 
 def test_dist_loss_benchmark_checks_values_and_prints_ratios():

@@ -42,7 +42,7 @@ def test_classification_distillation_train_then_test(tmp_path, imagenet_root, sh
     runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
                                       ['loss_dist_cls'])
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
-    assert_teacher_is_checkpoint(runner, paths['teacher_ckpt'])
+    assert_teacher_is_checkpoint(runner, paths)
     model = runner.model
     assert type(model.loss_cls).__name__ == loss_type
     if loss_type == 'KDLoss':

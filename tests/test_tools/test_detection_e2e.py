@@ -16,7 +16,7 @@ def test_retinanet_distillation_train_then_test(tmp_path, coco_root):
     runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
                                       ['loss_dist_cls'], ['model.student.test_cfg.score_thr=0.0'])
     assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
-    assert_teacher_is_checkpoint(runner, paths['teacher_ckpt'])
+    assert_teacher_is_checkpoint(runner, paths)
 
 
 def test_faster_rcnn_distillation_train_then_test(tmp_path, coco_root):
@@ -25,7 +25,7 @@ def test_faster_rcnn_distillation_train_then_test(tmp_path, coco_root):
                                       ['loss_dist_cls'],
                                       ['model.student.test_cfg.rcnn.score_thr=0.0'])
     assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
-    assert_teacher_is_checkpoint(runner, paths['teacher_ckpt'])
+    assert_teacher_is_checkpoint(runner, paths)
 
 
 def test_dist_train_two_cpu_processes(tmp_path, coco_root):

@@ -13,4 +13,4 @@ def test_segmentation_distillation_train_then_test(tmp_path, cityscapes_root, st
     runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
                                       ['loss_dist_decode', 'loss_dist_aux'])
     assert math.isfinite(metrics['mIoU']) and 0.0 <= metrics['mIoU'] <= 100.0
-    assert_teacher_is_checkpoint(runner, paths['teacher_ckpt'])
+    assert_teacher_is_checkpoint(runner, paths)

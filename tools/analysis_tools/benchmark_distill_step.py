@@ -9,16 +9,22 @@ teacher) built from the shipped distillation configs (shrunk with ``mmdist.testi
 a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
 
 - ``student``: the student's own loss, backward and SGD step;
-- ``teacher``: the teacher's plain tensor-mode forward (``mode='tensor'``) under no_grad;
-- ``joint``: the student's step with that teacher forward run inside it, first (as the
-  distillers run it) and without any distillation loss: what running both networks in
-  one step costs before mmdist does anything;
+- ``teacher``: the stock teacher's plain tensor-mode forward (``mode='tensor'``) under
+  no_grad, as mmdet/mmseg build it;
+- ``folded``: the same forward of the distiller's teacher, whose BatchNorms mmdist folds
+  into its convolutions (``teacher_fuse_conv_bn=True``, the default);
+- ``joint``: the student's step with the stock teacher's forward run inside it, first (as
+  the distillers run it) and without any distillation loss: what running both networks
+  in one step costs before mmdist does anything;
 - ``mmdist``: the distiller's training step (student step + what distillation needs);
-- ``naive``: a distillation step in which the teacher runs its full loss-mode forward
-  (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the same
-  distillation losses;
+- ``naive``: a distillation step in which the stock teacher runs its full loss-mode
+  forward (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the
+  same distillation losses;
 
-and prints ``mmdist / (student + teacher)``, ``mmdist / joint`` and ``mmdist / naive``. ``--models
+and prints ``mmdist / (student + teacher)``, ``mmdist / (student + folded)`` (what is left
+of mmdist's own overhead once the teacher is as cheap as mmdist makes it),
+``mmdist / joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights
+(the distiller loads the stock teacher's state dict from a checkpoint). ``--models
 retinanet_shipped`` (not in the default run: minutes per step set on a CPU) times the
 shipped RetinaNet config's own models — ResNet-50 student, ResNeXt-101-64x4d teacher, 80
 classes, no pretrained weights — on 512 x 512 images. A second table times
@@ -37,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 import torch
 from mmengine.config import Config
@@ -46,6 +53,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
 from mmdist.models.utils.recorder import record_calls
+from mmdist.models.utils.teacher import build_teacher
 from mmdist.registry import MODELS
 from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
 from mmdist.testing.memory import extra_peak_bytes
@@ -65,7 +73,7 @@ SHIPPED = {'retinanet_shipped': 'retinanet'}
 CONFIGS.update({name: CONFIGS[base] for name, base in SHIPPED.items()})
 SCOPES.update({name: SCOPES[base] for name, base in SHIPPED.items()})
 DET_IMAGE_SIZE = {'retinanet_shipped': 512}
-VARIANTS = ('student', 'teacher', 'joint', 'mmdist', 'naive')
+VARIANTS = ('student', 'teacher', 'folded', 'joint', 'mmdist', 'naive')
 
 
 def _load(path_or_text: str) -> Config:
@@ -75,7 +83,8 @@ def _load(path_or_text: str) -> Config:
 
 
 def build_distiller(name: str, data_root: str):
-    """The shipped config's distiller with a tiny student (width 8) and teacher (16)."""
+    """The shipped config's distiller with a tiny student (width 8) and teacher (16), and
+    the stock teacher (BatchNorms not folded) with the distiller's teacher weights."""
     cfg = _load(CONFIGS[name])
     if name == 'retinanet_shipped':
         student = Config(dict(model=cfg.model.student))
@@ -103,13 +112,16 @@ def build_distiller(name: str, data_root: str):
         shrink_segmentor(teacher, 16)
     teacher_file = os.path.join(data_root, f'teacher_{name}.py')
     teacher.dump(teacher_file)
+    stock_teacher = build_teacher(teacher_file, None)
+    teacher_ckpt = os.path.join(data_root, f'teacher_{name}.pth')
+    torch.save(dict(state_dict=stock_teacher.state_dict()), teacher_ckpt)
     cfg.model.student = student.model
     cfg.model.teacher_cfg = teacher_file
-    cfg.model.teacher_ckpt = None
+    cfg.model.teacher_ckpt = teacher_ckpt
     with DefaultScope.overwrite_default_scope(SCOPES[name]):
         model = MODELS.build(cfg.model)
     model.init_weights()
-    return model.train(), cfg
+    return model.train(), cfg, stock_teacher
 
 
 def make_batch(name: str, cfg: Config, data_root: str, model, preprocess: bool = True) -> dict:
@@ -145,10 +157,10 @@ def make_batch(name: str, cfg: Config, data_root: str, model, preprocess: bool =
     return model.data_preprocessor(raw, True) if preprocess else raw
 
 
-def naive_loss(model, data) -> dict:
-    """Distillation where the teacher runs its whole loss-mode forward (MMRazor 1.x style)."""
+def naive_loss(model, teacher, data) -> dict:
+    """Distillation where the (stock) teacher runs its whole loss-mode forward (MMRazor 1.x
+    style)."""
     inputs, samples = data['inputs'], data['data_samples']
-    teacher = model.teacher
     with torch.no_grad():
         t_inputs = model.teacher_inputs(inputs, samples)
         if hasattr(teacher, 'decode_head'):
@@ -175,7 +187,9 @@ def naive_loss(model, data) -> dict:
                            'logits': student.roi_head.bbox_head}) as s_rec:
             losses = student.loss(inputs, samples)
         with torch.no_grad():  # same RoIs needed: classify them on the recorded features
-            t_logits = model._teacher_roi_logits(t_rec['neck'].output, s_rec['rois'].args[1])
+            t_logits = type(model)._teacher_roi_logits(SimpleNamespace(teacher=teacher),
+                                                       t_rec['neck'].output,
+                                                       s_rec['rois'].args[1])
         losses['loss_dist_cls'] = model.loss_cls(s_rec['logits'].output[0], t_logits)
     else:
         with record_calls({'logits': student.bbox_head}) as s_rec:
@@ -193,7 +207,7 @@ def total(losses: dict) -> torch.Tensor:
 def make_variants(name: str) -> dict:
     """variant name -> a function running one step of it, on a fresh model and batch."""
     with tempfile.TemporaryDirectory() as tmp:
-        model, cfg = build_distiller(name, tmp)
+        model, cfg, stock_teacher = build_distiller(name, tmp)
         data = make_batch(name, cfg, tmp, model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
@@ -202,22 +216,23 @@ def make_variants(name: str) -> dict:
         total(loss_fn()).backward()
         optimizer.step()
 
-    def teacher_forward():
+    def teacher_forward(teacher):
         with torch.no_grad():
-            model.teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
-                          data['data_samples'], mode='tensor')
+            teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
+                    data['data_samples'], mode='tensor')
 
     def teacher_forward_and_student_loss():
-        teacher_forward()
+        teacher_forward(stock_teacher)
         return model.student.loss(data['inputs'], data['data_samples'])
 
     return {
         'student': lambda: train_step(lambda: model.student.loss(data['inputs'],
                                                                  data['data_samples'])),
-        'teacher': teacher_forward,
+        'teacher': lambda: teacher_forward(stock_teacher),
+        'folded': lambda: teacher_forward(model.teacher),
         'joint': lambda: train_step(teacher_forward_and_student_loss),
         'mmdist': lambda: train_step(lambda: model.loss(data['inputs'], data['data_samples'])),
-        'naive': lambda: train_step(lambda: naive_loss(model, data)),
+        'naive': lambda: train_step(lambda: naive_loss(model, stock_teacher, data)),
     }
 
 
@@ -259,7 +274,7 @@ def benchmark_memory(name: str) -> dict:
 def benchmark_validation(name: str, repeat: int) -> dict:
     """Median time of one validation batch: plain loop vs paired teacher-student loop."""
     with tempfile.TemporaryDirectory() as tmp:
-        model, cfg = build_distiller(name, tmp)
+        model, cfg, _ = build_distiller(name, tmp)
         raw = make_batch(name, cfg, tmp, model, preprocess=False)
     model.eval()
 
@@ -298,12 +313,13 @@ def main():
         return
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{os.cpu_count()} cores; median of {args.repeat} interleaved steps')
-    print(f'{"model":<18}{"student":>10}{"teacher":>10}{"joint":>10}{"mmdist":>10}'
-          f'{"naive":>10}{"mmdist/(s+t)":>14}{"mmdist/joint":>14}{"mmdist/naive":>14}')
+    print(f'{"model":<18}' + ''.join(f'{k:>10}' for k in VARIANTS) +
+          f'{"mmdist/(s+t)":>14}{"mmdist/(s+f)":>14}{"mmdist/joint":>14}{"mmdist/naive":>14}')
     for name in args.models:
         t = benchmark(name, args.repeat)
         print(f'{name:<18}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in VARIANTS) +
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
+              f'{t["mmdist"] / (t["student"] + t["folded"]):>14.3f}'
               f'{t["mmdist"] / t["joint"]:>14.3f}{t["mmdist"] / t["naive"]:>14.3f}')
     print(f'\n{"validation":<18}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
     for name in args.models:

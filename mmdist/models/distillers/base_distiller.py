@@ -1,12 +1,15 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What every mmdist distiller shares: a trainable student and a frozen, hidden teacher."""
+import logging
 from typing import Dict, List, Optional, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
+from ..utils.conv_bn import fold_batch_norms
 from ..utils.input_adapter import TeacherInputAdapter, img_shapes_of
 from ..utils.teacher import ConfigSource, build_teacher
 
@@ -57,6 +60,9 @@ class BaseDistiller(BaseModel):
         teacher_ckpt: teacher checkpoint path or URL (loaded onto CPU).
         teacher_cfg_options: overrides of the teacher config.
         teacher_strict: error on missing/unexpected checkpoint keys when True.
+        teacher_fuse_conv_bn: fold the teacher's eval-mode BatchNorms into the
+            convolutions that feed them (:func:`~mmdist.models.utils.fold_batch_norms`):
+            the same outputs up to float rounding, one operation fewer per pair.
         data_preprocessor: the runner's top-level ``data_preprocessor`` (mmengine merges
             it into the model config); used as the student's when the student config has
             none, as for a plain model.
@@ -70,7 +76,11 @@ class BaseDistiller(BaseModel):
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 teacher_fuse_conv_bn: bool = True) -> None:
+        if not isinstance(teacher_fuse_conv_bn, bool):
+            raise TypeError('model.teacher_fuse_conv_bn: expected True or False, got '
+                            f'{teacher_fuse_conv_bn!r}')
         if data_preprocessor is not None and 'data_preprocessor' not in student:
             student = dict(student, data_preprocessor=data_preprocessor)
         student_model = build_component(student, 'model.student')
@@ -83,6 +93,10 @@ class BaseDistiller(BaseModel):
         with torch.random.fork_rng(devices=[]):
             teacher = build_teacher(teacher_cfg, teacher_ckpt, teacher_cfg_options,
                                     teacher_strict)
+        if teacher_fuse_conv_bn:
+            folded = fold_batch_norms(teacher)
+            print_log(f'teacher_fuse_conv_bn: folded {folded} BatchNorm layers of the teacher '
+                      'into their convolutions', 'current', level=logging.INFO)
         # A plain attribute, not a registered submodule (see the class docstring).
         object.__setattr__(self, 'teacher', teacher)
         self._check_padding()

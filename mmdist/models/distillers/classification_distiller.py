@@ -42,7 +42,7 @@ class ClassificationDistiller(BaseDistiller):
     Args:
         student: student classifier config (e.g. ``{{_base_.model}}``).
         teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            data_preprocessor: see :class:`BaseDistiller` (the teacher config's
+            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller` (the teacher config's
             top-level ``data_preprocessor``, mmpretrain's place for the normalisation,
             is merged into its model as mmengine's Runner does).
         loss_cls: distillation loss on the class logits (``loss_dist_cls``), e.g.
@@ -58,10 +58,12 @@ class ClassificationDistiller(BaseDistiller):
                  loss_cls: dict = dict(type='mmdist.DISTLoss'),
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 teacher_fuse_conv_bn: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg)
+                         teacher_strict, data_preprocessor, init_cfg,
+                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
         heads = [
             self._check_classifier(self.student, 'model.student'),
             self._check_classifier(self.teacher, 'teacher_cfg model')

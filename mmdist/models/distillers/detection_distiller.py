@@ -52,7 +52,7 @@ class DetectionDistiller(BaseDistiller):
     Args:
         student: student detector config (e.g. ``{{_base_.model}}``).
         teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            data_preprocessor: see :class:`BaseDistiller`.
+            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller`.
         loss_cls: distillation loss on the class logits, e.g.
             ``dict(type='mmdist.DISTLoss', activation='sigmoid')``.
         mimic: ``None`` or kwargs of :class:`FeatureMimic` (e.g. ``dict(loss_weight=1.)``).
@@ -67,10 +67,12 @@ class DetectionDistiller(BaseDistiller):
                  mimic: Optional[dict] = None,
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 teacher_fuse_conv_bn: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg)
+                         teacher_strict, data_preprocessor, init_cfg,
+                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
         self.two_stage = self._check_heads()
         if self.two_stage:
             expected = 'softmax'

@@ -32,7 +32,7 @@ class SegmentationDistiller(BaseDistiller):
     Args:
         student: student segmentor config (e.g. ``{{_base_.model}}``).
         teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            data_preprocessor: see :class:`BaseDistiller`.
+            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller`.
         loss_decode: loss on the decode-head logits (``loss_dist_decode``).
         loss_aux: loss on the auxiliary-head logits (``loss_dist_aux``), or None.
         init_cfg: init config of the distiller's own modules.
@@ -46,10 +46,12 @@ class SegmentationDistiller(BaseDistiller):
                  loss_aux: Optional[dict] = None,
                  teacher_cfg_options: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 teacher_fuse_conv_bn: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg)
+                         teacher_strict, data_preprocessor, init_cfg,
+                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
         self._check_head_pair('decode_head', 'model.loss_decode')
         self.loss_decode = build_loss(loss_decode, 'model.loss_decode', 'softmax',
                                       'the student decode head')

@@ -43,7 +43,7 @@ def train_batch(model, cfg, num_images=2):
 
 
 def test_teacher_frozen_hidden_eval_and_moved(retina):
-    model, _ = build(retina['config'])
+    model, _ = build(retina['config'], teacher_fuse_conv_bn=False)
     assert isinstance(model, DetectionDistiller)
     model.train()
     assert model.student.training
@@ -59,6 +59,35 @@ def test_teacher_frozen_hidden_eval_and_moved(retina):
         assert torch.equal(value, ckpt['state_dict'][name]), name
     model.double()
     assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def batch_norm_count(module):
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def test_teacher_batch_norms_are_folded_by_default(retina):
+    """By default the teacher's BatchNorms are folded into its convolutions: none is
+    left, the teacher's weights stay frozen, and its class logits and the distillation
+    loss are those of the stock teacher up to float rounding."""
+    torch.manual_seed(0)
+    folded, cfg = build(retina['config'])
+    torch.manual_seed(0)
+    stock, _ = build(retina['config'], teacher_fuse_conv_bn=False)
+    assert batch_norm_count(stock.teacher) == 20  # ResNet-18 (width 16) backbone
+    assert batch_norm_count(folded.teacher) == 0
+    assert all(not p.requires_grad for p in folded.teacher.parameters())
+    folded.train(), stock.train()
+    assert not any(m.training for m in folded.teacher.modules())
+    data = train_batch(folded, cfg)
+    with torch.no_grad():
+        logits = [model.teacher.bbox_head(model.teacher.extract_feat(data['inputs']))[0]
+                  for model in (folded, stock)]
+    for ours, plain in zip(*logits, strict=True):
+        torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-4 * plain.abs().max())
+    losses = [model(**data, mode='loss')['loss_dist_cls'] for model in (folded, stock)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=0)
+    with pytest.raises(TypeError, match='model.teacher_fuse_conv_bn: expected True or False'):
+        build(retina['config'], teacher_fuse_conv_bn='yes')
 
 
 def test_loss_keys_finite_and_gradients_reach_student_only(retina):
