@@ -61,8 +61,9 @@ class BaseDistiller(BaseModel):
         teacher_cfg_options: overrides of the teacher config.
         teacher_strict: error on missing/unexpected checkpoint keys when True.
         teacher_fuse_conv_bn: fold the teacher's eval-mode BatchNorms into the
-            convolutions that feed them (:func:`~mmdist.models.utils.fold_batch_norms`):
-            the same outputs up to float rounding, one operation fewer per pair.
+            convolutions that feed them
+            (:func:`~mmdist.models.utils.conv_bn.fold_batch_norms`): the same outputs up
+            to float rounding, one operation fewer per pair.
         data_preprocessor: the runner's top-level ``data_preprocessor`` (mmengine merges
             it into the model config); used as the student's when the student config has
             none, as for a plain model.

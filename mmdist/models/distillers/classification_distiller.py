@@ -42,9 +42,9 @@ class ClassificationDistiller(BaseDistiller):
     Args:
         student: student classifier config (e.g. ``{{_base_.model}}``).
         teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller` (the teacher config's
-            top-level ``data_preprocessor``, mmpretrain's place for the normalisation,
-            is merged into its model as mmengine's Runner does).
+            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller` (the
+            teacher config's top-level ``data_preprocessor``, mmpretrain's place for the
+            normalisation, is merged into its model as mmengine's Runner does).
         loss_cls: distillation loss on the class logits (``loss_dist_cls``), e.g.
             ``dict(type='mmdist.DISTLoss', tau=1.0)`` or ``dict(type='mmdist.KDLoss',
             tau=4.0)``; its activation must be softmax.
