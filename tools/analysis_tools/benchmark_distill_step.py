@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 
 import torch
 from mmengine.config import Config
@@ -187,9 +186,8 @@ def naive_loss(model, teacher, data) -> dict:
                            'logits': student.roi_head.bbox_head}) as s_rec:
             losses = student.loss(inputs, samples)
         with torch.no_grad():  # same RoIs needed: classify them on the recorded features
-            t_logits = type(model)._teacher_roi_logits(SimpleNamespace(teacher=teacher),
-                                                       t_rec['neck'].output,
-                                                       s_rec['rois'].args[1])
+            t_logits = model.roi_class_logits(teacher.roi_head, t_rec['neck'].output,
+                                              s_rec['rois'].args[1])
         losses['loss_dist_cls'] = model.loss_cls(s_rec['logits'].output[0], t_logits)
     else:
         with record_calls({'logits': student.bbox_head}) as s_rec:

@@ -186,7 +186,8 @@ class DetectionDistiller(BaseDistiller):
         student_logits = records['logits'].output[0]
         if self.two_stage:  # the teacher classifies the student's sampled RoIs
             with torch.no_grad():
-                teacher_logits = self._teacher_roi_logits(teacher_feats, records['rois'].args[1])
+                teacher_logits = self.roi_class_logits(self.teacher.roi_head, teacher_feats,
+                                                       records['rois'].args[1])
             losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
         else:
             losses['loss_dist_cls'] = self._dense_loss(student_logits, teacher_logits,
@@ -195,9 +196,10 @@ class DetectionDistiller(BaseDistiller):
             losses['loss_dist_mimic'] = self.mimic(records['neck'].output, teacher_feats)
         return losses
 
-    def _teacher_roi_logits(self, feats: Tuple[Tensor], rois: Tensor) -> Tensor:
-        """(R, C+1) teacher class logits of the student's sampled RoIs."""
-        roi_head = self.teacher.roi_head
+    @staticmethod
+    def roi_class_logits(roi_head: nn.Module, feats: Tuple[Tensor], rois: Tensor) -> Tensor:
+        """(R, C+1) class logits of ``roi_head`` (its first stage for a cascade) for the
+        (R, 5) ``rois`` on the FPN ``feats``; the teacher's for the student's sampled RoIs."""
         if isinstance(roi_head, CascadeRoIHead):
             return roi_head._bbox_forward(0, feats, rois)['cls_score']
         return roi_head._bbox_forward(feats, rois)['cls_score']

@@ -21,7 +21,7 @@ more than one place and any other module.
 import importlib
 from collections import Counter
 from functools import lru_cache
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -66,6 +66,15 @@ def _plain_conv_forwards() -> Tuple:
     return tuple(forwards)
 
 
+@lru_cache(maxsize=None)
+def _conv_module_class() -> Optional[type]:
+    try:
+        from mmcv.cnn import ConvModule
+    except ImportError:
+        return None
+    return ConvModule
+
+
 def _is_plain_conv(module: nn.Module) -> bool:
     cls = type(module)
     return (isinstance(module, nn.Conv2d) and cls.forward in _plain_conv_forwards()
@@ -86,10 +95,7 @@ def _candidate_pairs(module: nn.Module) -> Iterator[Pair]:
         names = list(module._modules)
         yield from ((module, a, b) for a, b in zip(names, names[1:]))
         return
-    try:
-        from mmcv.cnn import ConvModule
-    except ImportError:
-        ConvModule = None
+    ConvModule = _conv_module_class()
     if ConvModule is not None and isinstance(module, ConvModule):
         order = list(module.order)
         if (cls.forward is ConvModule.forward and module.with_norm
