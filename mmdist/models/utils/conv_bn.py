@@ -6,7 +6,8 @@ In eval mode ``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and
 channel: one operation instead of two, the same values up to float rounding.
 
 Only pairs whose data flow is known are folded, so that the convolution's output feeds
-the BatchNorm and nothing else:
+the BatchNorm and nothing else (mmcv's ``fuse_conv_bn`` pairs a BatchNorm with the conv
+registered before it, which is not always the one that feeds it):
 
 - adjacent children of an ``nn.Sequential`` (and of subclasses keeping its ``forward``);
 - the ``conv`` and ``norm`` of an mmcv ``ConvModule`` whose ``order`` runs them in turn;
