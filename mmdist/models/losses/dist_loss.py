@@ -5,7 +5,7 @@ Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022.
 The math, shapes and deviations from the official code are in ``docs/losses.md``.
 """
 import functools
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -18,73 +18,46 @@ from .utils import (autocast_disabled, check_activation, check_groups, check_log
                     check_non_negative, check_positive, compute_dtype)
 
 
-#: Elements per row block: a (rows x C) float32 block is about 1 MiB, so the few block
-#: temporaries of a step live in cache instead of going through main memory.
+#: Elements per row block and logit matrix: a block's (2, C, rows) float32 student and
+#: teacher values are about 2 MiB, so the few block temporaries of a step stay in cache
+#: instead of going through main memory.
 BLOCK_ELEMENTS = 1 << 18
 
+#: The rows of one group inside a block: ``(local start, local end, group)``.
+Segment = Tuple[int, int, int]
 
-def _class_major_probs(logits: Tensor, activation: str, tau: float,
-                       blocks: List[Tuple[int, int, 'GroupIndex']]) -> Tensor:
-    """(C, N) probabilities ``activation(z / tau)`` of (N, C) logits, class-major.
+
+def _stacked_probs(z_s: Tensor, z_t: Tensor, start: int, end: int, activation: str,
+                   tau: float, dtype: torch.dtype) -> Tensor:
+    """(2, C, rows) ``activation(z / tau)`` of rows ``start:end`` of the (N, C) student
+    and teacher logits, class-major and stacked (student first).
 
     Class-major, every reduction and broadcast below runs along rows (long and
     contiguous) instead of along the C classes, which for few classes would be the
-    innermost loop. The transposition is done block by block (cache-sized tiles), in
-    the copy that also converts to the compute dtype; everything after is in place.
+    innermost loop; stacked, each step is one operation for both matrices. The
+    transposition is the copy that also converts to the compute dtype; everything after
+    is in place.
     """
-    dtype = compute_dtype(logits)
-    if len(blocks) == 1:  # one tile: fewer operations
-        probs = logits.t().to(dtype, memory_format=torch.contiguous_format, copy=True)
-        if tau != 1.0:
-            probs.div_(tau)
-        return probs.softmax(0) if activation == 'softmax' else probs.sigmoid_()
-    probs = torch.empty(logits.shape[1], logits.shape[0], dtype=dtype, device=logits.device)
-    for start, end, _ in blocks:
-        block = probs[:, start:end]
-        block.copy_(logits[start:end].t())
-        if tau != 1.0:
-            block.div_(tau)
-        if activation == 'softmax':
-            block.sub_(block.amax(0, keepdim=True)).exp_()
-            block.div_(block.sum(0, keepdim=True))
-        else:
-            block.sigmoid_()
-    return probs
-
-
-def _activation_backward(grad_p: Tensor, p: Tensor, activation: str, tau: float) -> Tensor:
-    """``d L / d z`` from (C, rows) ``d L / d p`` for ``p = activation(z / tau)`` (class
-    dim 0), in place on grad_p."""
-    if activation == 'softmax':
-        grad_p.sub_((grad_p * p).sum(dim=0, keepdim=True)).mul_(p)
-    else:
-        grad_p.mul_(p - p * p)
+    probs = z_s.new_empty((2, z_s.shape[1], end - start), dtype=dtype)
+    # Written through the transposed view, the copy reads the logits in memory order
+    # (about 1.5x faster than reading them transposed).
+    probs[0].t().copy_(z_s[start:end])
+    probs[1].t().copy_(z_t[start:end])
     if tau != 1.0:
-        grad_p.div_(tau)
-    return grad_p
-
-
-class _MixedBlock:
-    """The rows of a block that spans several groups: (G, rows) one-hot membership and
-    the ``(local start, local end, group)`` segments."""
-
-    def __init__(self, segments: List[Tuple[int, int, int]], num_rows: int,
-                 num_groups: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.segments = segments
-        self.onehot_t = torch.zeros(num_groups, num_rows, dtype=dtype, device=device)
-        for start, end, group in segments:
-            self.onehot_t[group, start:end] = 1
-
-
-#: The group of a block's rows: an index when the block lies inside one group.
-GroupIndex = Union[int, _MixedBlock]
+        probs.div_(tau)
+    if activation == 'softmax':
+        probs.sub_(probs.amax(1, keepdim=True)).exp_()
+        probs.div_(probs.sum(1, keepdim=True))
+    else:
+        probs.sigmoid_()
+    return probs
 
 
 class _RowGroups:
     """Groups of consecutive rows (sizes adding up to N) and the row blocks that visit
     them: at most :data:`BLOCK_ELEMENTS` elements each, crossing group boundaries, so
-    that many small groups (the FPN levels of a small image) share one set of operations.
-    Blocks are (C, rows) column slices of class-major (C, N) matrices.
+    that many small groups (the FPN levels of a small image) share one block. A block is
+    ``(start, end, segments)``: its rows and the :data:`Segment` of each group in it.
     """
 
     def __init__(self, sizes: List[int], num_classes: int, dtype: torch.dtype,
@@ -103,54 +76,33 @@ class _RowGroups:
         bounds = [0]
         for size in sizes:
             bounds.append(bounds[-1] + size)
-        self.blocks: List[Tuple[int, int, GroupIndex]] = []
+        self.blocks: List[Tuple[int, int, List[Segment]]] = []
         for start in range(0, bounds[-1], step):
             end = min(start + step, bounds[-1])
-            segments = [(max(lo, start) - start, min(hi, end) - start, group)
-                        for group, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
-                        if lo < hi and lo < end and hi > start]
-            self.blocks.append((start, end, segments[0][2] if len(segments) == 1 else
-                                _MixedBlock(segments, end - start, self.num_groups,
-                                            dtype, device)))
+            self.blocks.append((start, end, [
+                (max(lo, start) - start, min(hi, end) - start, group)
+                for group, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+                if lo < hi and lo < end and hi > start
+            ]))
 
     def group_sums(self, values: Tensor) -> Tensor:
         """(G,) sums of (N,) ``values`` over each group's rows."""
         return values.new_zeros(self.num_groups).index_add_(0, self.row_group, values)
 
-    @staticmethod
-    def of_rows(per_group: Tensor, group: GroupIndex) -> Tensor:
-        """The (G, K) ``per_group`` values of each row's group: (K, 1) or (K, rows)."""
-        if isinstance(group, int):
-            return per_group[group, :, None]
-        return per_group.t() @ group.onehot_t
-
-    @staticmethod
-    def add(total: Tensor, group: GroupIndex, values: Tensor) -> None:
-        """``total[g] += `` the sum of (C, rows) ``values`` over the rows of group g."""
-        if isinstance(group, int):
-            total[group].add_(values.sum(1))
-        else:
-            total.addmm_(group.onehot_t, values.t())
-
-    @staticmethod
-    def maximum(total: Tensor, group: GroupIndex, values: Tensor) -> None:
-        """``total[g] = max(total[g], `` the maxima of group g's rows ``)`` per class."""
-        segments = [(0, values.shape[1], group)] if isinstance(group, int) else group.segments
-        for start, end, index in segments:
-            torch.maximum(total[index], values[:, start:end].amax(1), out=total[index])
-
-    def means(self, p: Tensor, weight: Optional[Tensor]) -> Tensor:
-        """(G, C) (weighted) means over each group's rows of class-major (C, N) ``p``."""
-        if self.num_groups == 1:
-            if weight is None:
-                return p.mean(1)[None]
-            return (p @ weight / weight.sum().clamp_min(torch.finfo(p.dtype).tiny))[None]
-        totals = p.new_zeros(self.num_groups, p.shape[0])
-        for start, end, group in self.blocks:
-            values = p[:, start:end] if weight is None else p[:, start:end] * weight[start:end]
-            self.add(totals, group, values)
+    def column_means(self, probs: List[Tensor], weight: Optional[Tensor]) -> Tensor:
+        """(G, 2, C) (weighted) means over each group's rows of the stacked blocks."""
+        num_classes = probs[0].shape[1]
+        totals = probs[0].new_zeros(self.num_groups, 2, num_classes)
+        for (start, end, segments), block in zip(self.blocks, probs):
+            flat = block.view(2 * num_classes, end - start)
+            for lo, hi, group in segments:
+                if weight is None:
+                    totals[group] += flat[:, lo:hi].sum(1).view(2, num_classes)
+                else:  # a matrix-vector product: no weighted copy
+                    totals[group] += (flat[:, lo:hi] @ weight[start + lo:start + hi]).view(
+                        2, num_classes)
         counts = self.counts if weight is None else self.group_sums(weight)
-        return totals / counts.clamp_min(torch.finfo(p.dtype).tiny)[:, None]
+        return totals / counts.clamp_min(torch.finfo(totals.dtype).tiny)[:, None, None]
 
 
 @functools.lru_cache(maxsize=32)
@@ -166,14 +118,18 @@ class _DISTRelations(torch.autograd.Function):
     of consecutive rows, and the teacher's largest probability per group and class over
     the rows of positive weight.
 
-    The probabilities are computed once, class-major (C, N), and kept for backward;
-    every other step runs over blocks of rows (:data:`BLOCK_ELEMENTS`), so its
-    temporaries stay in cache and never reach full size. Forward makes two block passes
-    (column means first, so every sum is over exactly centred values) and keeps only
-    vectors. Backward writes each block of ``d L / d z`` directly: ``d rho / d p =
-    w * (y_c * inv - coef * x_c)`` is already centred (no projection pass), and with the
-    saved means it is an affine function of the raw probabilities per row and column.
-    Several groups in one call (e.g. FPN levels) cost one call's fixed overhead.
+    The probabilities are computed once per block of rows (:data:`BLOCK_ELEMENTS`),
+    student and teacher stacked class-major (2, C, rows), and kept for backward; every
+    other step runs block by block, so its temporaries stay in cache and never reach
+    full size. Forward makes two block passes (column means first, so every sum is over
+    exactly centred values) and keeps only vectors: the row moments are sums over the
+    classes of centred products, the column moments of each class one 2x2 Gram matrix
+    ``[x_c, y_c] W [x_c, y_c]^T`` (a batched matrix product over the classes, without
+    product temporaries). Backward writes each block of ``d L / d z`` directly:
+    ``d rho / d p = w * (y_c * inv - coef * x_c)`` is already centred (no projection
+    pass), and with the saved means it is an affine function of the raw probabilities
+    per row and column. Several groups in one call (e.g. FPN levels) cost one call's
+    fixed overhead.
     """
 
     @staticmethod
@@ -181,91 +137,89 @@ class _DISTRelations(torch.autograd.Function):
                 activation: str, eps: float, with_teacher_max: bool,
                 group_sizes: List[int]) -> Tuple[Tensor, Tensor, Tensor]:
         num_rows, num_classes = z_s.shape
-        groups = _row_groups(tuple(group_sizes), num_classes, compute_dtype(z_s), z_s.device,
+        dtype = compute_dtype(z_s)
+        groups = _row_groups(tuple(group_sizes), num_classes, dtype, z_s.device,
                              BLOCK_ELEMENTS)
-        p_s = _class_major_probs(z_s, activation, tau, groups.blocks)  # (C, N)
-        p_t = _class_major_probs(z_t, activation, tau, groups.blocks)
-        s_xy_r, s_xx_r, s_yy_r = (p_s.new_empty(num_rows) for _ in range(3))
+        probs = [_stacked_probs(z_s, z_t, start, end, activation, tau, dtype)
+                 for start, end, _ in groups.blocks]  # (2, C, rows) each
+        means = groups.column_means(probs, weight)  # (G, 2, C)
         # A softmax row sums to one: its mean is 1/C, no reduction needed.
         softmax = activation == 'softmax'
-        row_mean_s, row_mean_t = ((p_s.new_full((num_rows, ), 1.0 / num_classes)
-                                   for _ in range(2)) if softmax else
-                                  (p_s.new_empty(num_rows) for _ in range(2)))
-        mean_s, mean_t = groups.means(p_s, weight), groups.means(p_t, weight)  # (G, C)
-        s_xy_c, s_xx_c, s_yy_c, teacher_max = (
-            p_s.new_zeros(groups.num_groups, num_classes) for _ in range(4))
-        for start, end, group in groups.blocks:
-            x, y = p_s[:, start:end], p_t[:, start:end]
+        row_means = None if softmax else probs[0].new_empty(2, 1, num_rows)
+        row_moments = probs[0].new_empty(3, num_rows)  # (xx, xy, yy) per row
+        gram = probs[0].new_zeros(groups.num_groups, num_classes, 2, 2)
+        teacher_max = probs[0].new_zeros(groups.num_groups, num_classes)
+        for (start, end, segments), block in zip(groups.blocks, probs):
             w = None if weight is None else weight[start:end]
             if with_teacher_max:
-                groups.maximum(teacher_max, group, y if w is None else y * (w > 0))
-            # Row statistics of row-centred values.
-            if not softmax:
-                torch.mean(x, 0, out=row_mean_s[start:end])
-                torch.mean(y, 0, out=row_mean_t[start:end])
-            x_r = x - row_mean_s[start:end]
-            y_r = y - row_mean_t[start:end]
-            torch.sum(x_r * y_r, 0, out=s_xy_r[start:end])
-            torch.sum(x_r.square_(), 0, out=s_xx_r[start:end])
-            torch.sum(y_r.square_(), 0, out=s_yy_r[start:end])
-            # Column statistics of column-centred values (weighted), per group.
-            x_c = x - groups.of_rows(mean_s, group)
-            y_c = y - groups.of_rows(mean_t, group)
-            if w is not None:
-                y_c_w = y_c * w
-                groups.add(s_xy_c, group, x_c * y_c_w)
-                groups.add(s_yy_c, group, y_c * y_c_w)
-                groups.add(s_xx_c, group, x_c.square_().mul_(w))
+                kept = block[1] if w is None else block[1] * (w > 0)
+                for lo, hi, group in segments:
+                    torch.maximum(teacher_max[group], kept[:, lo:hi].amax(1),
+                                  out=teacher_max[group])
+            # Row moments of row-centred values.
+            if softmax:
+                centred = block - 1.0 / num_classes
             else:
-                groups.add(s_xy_c, group, x_c * y_c)
-                groups.add(s_yy_c, group, y_c.square_())
-                groups.add(s_xx_c, group, x_c.square_())
-        rho_r, inv_r, coef_r = correlation(s_xy_r, s_xx_r, s_yy_r, eps)
-        rho_c, inv_c, coef_c = correlation(s_xy_c, s_xx_c, s_yy_c, eps)
-        ctx.save_for_backward(p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s,
-                              mean_t, inv_c, coef_c)
+                row_mean = torch.mean(block, 1, keepdim=True, out=row_means[:, :, start:end])
+                centred = block - row_mean
+            torch.sum(centred[0] * centred[1], 0, out=row_moments[1, start:end])
+            torch.sum(centred.square_(), 1, out=row_moments[0::2, start:end])
+            # Column moments of column-centred values (weighted), per group: (C, 2, 2).
+            for lo, hi, group in segments:
+                torch.sub(block[:, :, lo:hi], means[group, :, :, None],
+                          out=centred[:, :, lo:hi])
+            weighted = centred if w is None else centred * w
+            for lo, hi, group in segments:
+                gram[group] += torch.bmm(centred[:, :, lo:hi].transpose(0, 1),
+                                         weighted[:, :, lo:hi].permute(1, 2, 0))
+        rho_r, inv_r, coef_r = correlation(row_moments[1], row_moments[0], row_moments[2],
+                                           eps)
+        rho_c, inv_c, coef_c = correlation(gram[..., 0, 1], gram[..., 0, 0], gram[..., 1, 1],
+                                           eps)
+        ctx.save_for_backward(weight, inv_r, coef_r, means, inv_c, coef_c)
+        ctx.probs, ctx.row_means, ctx.groups = probs, row_means, groups
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
-        ctx.groups = groups
         ctx.mark_non_differentiable(teacher_max)
         return rho_r, rho_c, teacher_max
 
     @staticmethod
     def backward(ctx, grad_r: Tensor, grad_c: Tensor, _grad_max: Optional[Tensor]):
-        (p_s, p_t, weight, row_mean_s, row_mean_t, inv_r, coef_r, mean_s, mean_t, inv_c,
-         coef_c) = ctx.saved_tensors
+        weight, inv_r, coef_r, means, inv_c, coef_c = ctx.saved_tensors
         # d L / d p = g_r (inv_r (y - ybar_r) - coef_r (x - xbar_r))
         #           + w g_c (inv_c (y - ybar_c) - coef_c (x - xbar_c))
         #           = y * (a_r + w a_c) - x * (b_r + w b_c) + (k_r + w k_c)
         # with the column coefficients (a_c, b_c, k_c) of the row's group.
         a_r, b_r = grad_r * inv_r, grad_r * coef_r  # (N,)
         a_c, b_c = grad_c * inv_c, grad_c * coef_c  # (G, C)
-        k_r = b_r * row_mean_s - a_r * row_mean_t
-        k_c = b_c * mean_s - a_c * mean_t
-        # (N, C) like the logits; a single block's (C, N) gradient is returned transposed.
-        grad_z = None if len(ctx.groups.blocks) == 1 else p_s.new_empty(p_s.shape[::-1])
-        neg_b_r = -b_r
-        groups = ctx.groups
-        neg_b_c = -b_c
-        column_coefs = None  # (G, 3C), for blocks of several groups
-        for start, end, group in groups.blocks:
-            x, y = p_s[:, start:end], p_t[:, start:end]
-            if isinstance(group, int):
-                w_a, w_neg_b, w_k = (coefs[group, :, None] for coefs in (a_c, neg_b_c, k_c))
+        num_classes = a_c.shape[1]
+        # The softmax's Jacobian maps a constant per row to zero: k_r drops out there.
+        k_r = (None if ctx.activation == 'softmax' else
+               b_r * ctx.row_means[0, 0] - a_r * ctx.row_means[1, 0])
+        k_c = b_c * means[:, 0] - a_c * means[:, 1]
+        neg_b_r, neg_b_c = -b_r, -b_c
+        grad_z = a_r.new_empty(a_r.shape[0], num_classes)  # (N, C) like the logits
+        for (start, end, segments), block in zip(ctx.groups.blocks, ctx.probs):
+            grad = block.new_empty(block.shape[1:])  # (C, rows)
+            for lo, hi, group in segments:
+                x, y = block[0, :, lo:hi], block[1, :, lo:hi]
+                rows = slice(start + lo, start + hi)
+                col_a, col_neg_b, col_k = (coefs[group, :, None] for coefs in (a_c, neg_b_c, k_c))
+                out = grad[:, lo:hi]
+                torch.addcmul(col_k, y, col_a, out=out).addcmul_(x, col_neg_b)
+                if weight is not None:  # the column part scales with the row weights
+                    out.mul_(weight[rows])
+                if k_r is not None:
+                    out.add_(k_r[rows])
+                out.addcmul_(y, a_r[rows]).addcmul_(x, neg_b_r[rows])
+            # Through the activation: the aten ops autograd itself uses.
+            if ctx.activation == 'softmax':
+                grad = torch.ops.aten._softmax_backward_data(grad, block[0], 0, grad.dtype)
             else:
-                if column_coefs is None:
-                    column_coefs = torch.cat([a_c, neg_b_c, k_c], dim=1)
-                w_a, w_neg_b, w_k = groups.of_rows(column_coefs, group).chunk(3, dim=0)
-            if weight is not None:
-                w = weight[start:end]
-                w_a, w_neg_b, w_k = w * w_a, w * w_neg_b, w * w_k
-            grad = torch.add(w_k, k_r[start:end])
-            grad.addcmul_(y, a_r[start:end]).addcmul_(y, w_a)
-            grad.addcmul_(x, neg_b_r[start:end]).addcmul_(x, w_neg_b)
-            grad = _activation_backward(grad, x, ctx.activation, ctx.tau)
-            if grad_z is None:  # a single block: the whole gradient
-                grad_z = grad.t()
-            else:
-                grad_z[start:end] = grad.t()  # a cache-sized tile transposed
+                grad = torch.ops.aten.sigmoid_backward(grad, block[0])
+            if ctx.tau != 1.0:
+                grad.div_(ctx.tau)
+            # Through the transposed view: the copy writes in memory order (faster).
+            grad_z[start:end].t().copy_(grad)
         return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None, None
 
 
