@@ -96,6 +96,35 @@ def test_relations_match_scipy_and_gradcheck(weighted, activation, core, monkeyp
         lambda z: dist_relations(z, z_t, weight, tau=2.0, activation=activation)[:2], (z_s, ))
 
 
+@pytest.mark.parametrize('core', list(CORES))
+@pytest.mark.parametrize('weighted', [False, True])
+def test_column_correlations_keep_float32_precision_when_means_are_large(
+        weighted, core, monkeypatch):
+    """Columns of probabilities near 0.99 with a spread of 3e-4, rows sorted so that
+    every block has a different mean: float32 correlations stay at the precision of
+    the float32 probabilities themselves (6.7e-7 here), which sums of uncentred products
+    (sum xy - n mean_x mean_y: off by 0.6) or a low-precision mean would lose."""
+    if core == 'blockwise':
+        module = importlib.import_module('mmdist.models.losses.dist_loss')
+        monkeypatch.setattr(module, 'BLOCK_ELEMENTS', 2000)  # 10 blocks of 400 rows
+    gen = torch.Generator().manual_seed(3)
+    z_t = 5 + 0.05 * torch.randn(4000, 5, generator=gen, dtype=torch.float64)
+    z_s = z_t + 0.02 * torch.randn(4000, 5, generator=gen, dtype=torch.float64)
+    order = torch.argsort(z_t[:, 0])
+    z_s, z_t = z_s[order], z_t[order]
+    weight = (torch.rand(4000, generator=gen, dtype=torch.float64) *
+              (torch.rand(4000, generator=gen) > 0.3)) if weighted else torch.ones(4000)
+    # Weighted Pearson in float64 numpy.
+    w = weight.numpy()[:, None]
+    p_s, p_t = special.expit(z_s.numpy()), special.expit(z_t.numpy())
+    xs, xt = p_s - (w * p_s).sum(0) / w.sum(), p_t - (w * p_t).sum(0) / w.sum()
+    expected = (w * xs * xt).sum(0) / np.sqrt((w * xs**2).sum(0) * (w * xt**2).sum(0))
+    _, rho_cols, _ = dist_relations(z_s.float(), z_t.float(),
+                                    weight.float() if weighted else None,
+                                    activation='sigmoid')
+    np.testing.assert_allclose(rho_cols.double(), expected, rtol=0, atol=2e-6)
+
+
 def test_gradient_matches_plain_autograd_formula():
     """The custom backward equals autograd through the textbook formula (float32)."""
     gen = torch.Generator().manual_seed(12)
