@@ -176,15 +176,16 @@ class _DISTRelations(torch.autograd.Function):
                                            eps)
         rho_c, inv_c, coef_c = correlation(gram[..., 0, 1], gram[..., 0, 0], gram[..., 1, 1],
                                            eps)
-        ctx.save_for_backward(weight, inv_r, coef_r, means, inv_c, coef_c)
-        ctx.probs, ctx.row_means, ctx.groups = probs, row_means, groups
+        # Saved through autograd, so that the blocks are freed right after backward.
+        ctx.save_for_backward(weight, inv_r, coef_r, means, inv_c, coef_c, row_means, *probs)
+        ctx.groups = groups
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
         ctx.mark_non_differentiable(teacher_max)
         return rho_r, rho_c, teacher_max
 
     @staticmethod
     def backward(ctx, grad_r: Tensor, grad_c: Tensor, _grad_max: Optional[Tensor]):
-        weight, inv_r, coef_r, means, inv_c, coef_c = ctx.saved_tensors
+        weight, inv_r, coef_r, means, inv_c, coef_c, row_means, *probs = ctx.saved_tensors
         # d L / d p = g_r (inv_r (y - ybar_r) - coef_r (x - xbar_r))
         #           + w g_c (inv_c (y - ybar_c) - coef_c (x - xbar_c))
         #           = y * (a_r + w a_c) - x * (b_r + w b_c) + (k_r + w k_c)
@@ -194,11 +195,11 @@ class _DISTRelations(torch.autograd.Function):
         num_classes = a_c.shape[1]
         # The softmax's Jacobian maps a constant per row to zero: k_r drops out there.
         k_r = (None if ctx.activation == 'softmax' else
-               b_r * ctx.row_means[0, 0] - a_r * ctx.row_means[1, 0])
+               b_r * row_means[0, 0] - a_r * row_means[1, 0])
         k_c = b_c * means[:, 0] - a_c * means[:, 1]
         neg_b_r, neg_b_c = -b_r, -b_c
         grad_z = a_r.new_empty(a_r.shape[0], num_classes)  # (N, C) like the logits
-        for (start, end, segments), block in zip(ctx.groups.blocks, ctx.probs):
+        for (start, end, segments), block in zip(ctx.groups.blocks, probs):
             grad = block.new_empty(block.shape[1:])  # (C, rows)
             for lo, hi, group in segments:
                 x, y = block[0, :, lo:hi], block[1, :, lo:hi]
