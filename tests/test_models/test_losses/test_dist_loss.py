@@ -429,3 +429,22 @@ def test_cores_agree_on_row_major_and_class_major_inputs(activation, monkeypatch
     for loss, grad in results.values():
         assert loss == pytest.approx(expected_loss, rel=1e-12)
         torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_blocks_are_cache_sized_on_cpu_and_large_on_other_devices():
+    """CPU: blocks of BLOCK_ELEMENTS logits (the single-block core up to that size);
+    other devices (GPUs, where each operation is a kernel launch; 'meta' stands in for
+    them here): a COCO-scale RetinaNet matrix is two blocks and a Cityscapes-scale one
+    a single block."""
+    module = importlib.import_module('mmdist.models.losses.dist_loss')
+    cpu, other = torch.device('cpu'), torch.device('meta')
+
+    def num_blocks(rows, classes, device):
+        return len(module._RowGroups([rows], classes, torch.float32, device,
+                                     module.block_elements(device)).blocks)
+
+    assert num_blocks(270_000, 80, cpu) == -(-270_000 // (module.BLOCK_ELEMENTS // 80))
+    assert num_blocks(270_000, 80, other) == 2
+    assert not module._fits_one_block(torch.empty(2 * 128 * 256, 19))
+    assert module._fits_one_block(torch.empty(2 * 128 * 256, 19, device=other))
+    assert module._fits_one_block(torch.empty(module.BLOCK_ELEMENTS // 19, 19))
