@@ -240,6 +240,9 @@ class _DISTRelations(torch.autograd.Function):
         ctx.save_for_backward(weight, inv_r, coef_r, means, inv_c, coef_c, row_means, *probs)
         ctx.groups = groups
         ctx.tau, ctx.activation, ctx.logit_dtype = tau, activation, z_s.dtype
+        # (N, C) views of class-major memory (what the distillers pass) get their gradient
+        # in the same layout: copied block by block without transposing.
+        ctx.class_major = num_classes > 1 and z_s.t().is_contiguous()
         ctx.mark_non_differentiable(teacher_max)
         return rho_r, rho_c, teacher_max
 
@@ -263,7 +266,10 @@ class _DISTRelations(torch.autograd.Function):
         num_blocks = len(groups.blocks)
         weights = (None, ) * num_blocks if weight is None else groups.split(weight)
         row_k = (None, ) * num_blocks if k_r is None else groups.split(k_r)
-        grad_z = a_r.new_empty(a_r.shape[0], num_classes)  # (N, C) like the logits
+        if ctx.class_major:  # (N, C) view of (C, N) memory, like the logits
+            grad_z = a_r.new_empty(num_classes, a_r.shape[0]).t()
+        else:
+            grad_z = a_r.new_empty(a_r.shape[0], num_classes)
         # Reused by every block: d L / d p, then d L / d (z / tau).
         buffers = a_r.new_empty(2, num_classes * groups.block_rows)
         for (_, _, segments), block, w, a, neg_b, k, grad_rows in zip(
@@ -292,7 +298,8 @@ class _DISTRelations(torch.autograd.Function):
                     grad, x, grad_input=_leading(buffers[1], num_classes, rows))
             if ctx.tau != 1.0:
                 grad.div_(ctx.tau)
-            # Through the transposed view: the copy writes in memory order (faster).
+            # Through the transposed view: a plain copy for class-major logits; for
+            # row-major ones the transposing copy that writes in memory order (faster).
             grad_rows.t().copy_(grad)
         return grad_z.to(ctx.logit_dtype), None, None, None, None, None, None, None
 
