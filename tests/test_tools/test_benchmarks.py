@@ -54,13 +54,17 @@ def test_distill_step_benchmark_tables():
 
 
 def test_dist_loss_benchmark_checks_values_and_prints_ratios():
-    stdout = run('benchmark_dist_loss.py', '--repeat', '1', '--scales', 'cityscapes')
-    (row, ) = rows_of(stdout, 'cityscapes')
-    assert 'softmax' in row
-    numbers = [float(v) for v in re.findall(r'([0-9.]+(?:e[-+][0-9]+)?)', row)]
-    assert numbers[:2] == [65536, 19]
-    value_diff, grad_diff = numbers[2:4]  # |dL| and the relative gradient difference
-    assert value_diff <= 1e-5 and grad_diff < 1e-4
-    t_ref, t_ours, speedup, m_ref, m_ours, m_ratio = numbers[4:10]
-    assert_ratio(speedup, t_ref, t_ours, digits=0.5)  # whole ms
-    assert_ratio(m_ratio, m_ours, m_ref, digits=0.5)  # whole MB
+    """The (N, C) Cityscapes-scale matrices and the same logits as (B, C, H, W) maps."""
+    stdout = run('benchmark_dist_loss.py', '--repeat', '1', '--scales', 'cityscapes',
+                 'cityscapes_maps')
+    rows = rows_of(stdout, 'cityscapes') + rows_of(stdout, 'cityscapes_maps')
+    assert len(rows) == 2
+    for row in rows:
+        assert 'softmax' in row
+        numbers = [float(v) for v in re.findall(r'([0-9.]+(?:e[-+][0-9]+)?)', row)]
+        assert numbers[:2] == [65536, 19]
+        value_diff, grad_diff = numbers[2:4]  # |dL| and the relative gradient difference
+        assert value_diff <= 1e-5 and grad_diff < 1e-4
+        t_ref, t_ours, speedup, m_ref, m_ours, m_ratio = numbers[4:10]
+        assert_ratio(speedup, t_ref, t_ours, digits=0.5)  # whole ms
+        assert_ratio(m_ratio, m_ours, m_ref, digits=0.5)  # whole MB

@@ -1,8 +1,11 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST loss: mmdist's implementation vs the reference formulation, side by side.
 
-    python tools/analysis_tools/benchmark_dist_loss.py [--repeat 5] [--scales coco cityscapes]
+    python tools/analysis_tools/benchmark_dist_loss.py [--repeat 5] [--scales coco ...]
 
+Scales: ``coco`` and ``cityscapes`` (N, C) logit matrices, and ``cityscapes_maps``: the
+Cityscapes logits as (B, C, H, W) maps, which each side flattens inside the timed pass
+(the official code with permute + reshape, mmdist as its segmentation distiller does).
 For each scale it checks that both give the same value (1e-5) and gradient, then measures
 forward+backward time (median of --repeat runs, interleaved, after warming the allocator
 as a training process would) and the peak extra memory of one forward+backward (resident
@@ -21,12 +24,17 @@ import torch
 
 from mmdist.testing.memory import extra_peak_bytes
 
-#: (rows, classes, activation) of the two scales the issue names.
+#: (rows, classes, activation, logit map shape or None) of each scale: the two (N, C)
+#: matrices the issue names, and the Cityscapes logits as a segmentation head gives them.
 SCALES = {
     # RetinaNet on COCO: about 270k anchors (all FPN levels of a 2-image batch) x 80 classes.
-    'coco': (270_000, 80, 'sigmoid'),
+    'coco': (270_000, 80, 'sigmoid', None),
     # Cityscapes logits at 1/8 of 1024x2048: 2 x 128 x 256 pixels x 19 classes.
-    'cityscapes': (2 * 128 * 256, 19, 'softmax'),
+    'cityscapes': (2 * 128 * 256, 19, 'softmax', None),
+    # The same as (2, 19, 128, 256) maps, each side turning them into its (N, C) input
+    # inside the timed pass: the official code with permute + reshape, mmdist as its
+    # segmentation distiller does (class-major rows).
+    'cityscapes_maps': (2 * 128 * 256, 19, 'softmax', (2, 19, 128, 256)),
 }
 
 
@@ -47,32 +55,51 @@ def reference_dist(z_s, z_t, activation, tau=1.0, eps=1e-8):
     return tau**2 * (inter + intra)
 
 
+def reference_dist_maps(m_s, m_t, activation):
+    """The reference on (B, C, H, W) logit maps, flattened as the official code does."""
+    return reference_dist(m_s.permute(0, 2, 3, 1).reshape(-1, m_s.shape[1]),
+                          m_t.permute(0, 2, 3, 1).reshape(-1, m_t.shape[1]), activation)
+
+
 def mmdist_dist(z_s, z_t, activation):
     from mmdist.models.losses import dist_loss
     return dist_loss(z_s, z_t, activation=activation)
 
 
-IMPLEMENTATIONS = {'reference': reference_dist, 'mmdist': mmdist_dist}
+def mmdist_dist_maps(m_s, m_t, activation):
+    """mmdist on (B, C, H, W) logit maps, as ``SegmentationDistiller`` calls it."""
+    from mmdist.models.utils.dense import dense_to_class_major
+    return mmdist_dist(dense_to_class_major([m_s], [1]).t(),
+                       dense_to_class_major([m_t], [1]).t(), activation)
 
 
-def make_inputs(rows, classes, seed=0):
+#: (N, C) matrices and (B, C, H, W) maps.
+IMPLEMENTATIONS = {
+    False: {'reference': reference_dist, 'mmdist': mmdist_dist},
+    True: {'reference': reference_dist_maps, 'mmdist': mmdist_dist_maps},
+}
+
+
+def make_inputs(scale, seed=0):
+    rows, classes, _, maps = SCALES[scale]
     gen = torch.Generator().manual_seed(seed)
-    z_s = (torch.randn(rows, classes, generator=gen) * 2).requires_grad_()
-    z_t = torch.randn(rows, classes, generator=gen) * 2
+    shape = maps or (rows, classes)
+    z_s = (torch.randn(shape, generator=gen) * 2).requires_grad_()
+    z_t = torch.randn(shape, generator=gen) * 2
     return z_s, z_t
 
 
 def step(impl, z_s, z_t, activation):
     z_s.grad = None
-    loss = IMPLEMENTATIONS[impl](z_s, z_t, activation)
+    loss = IMPLEMENTATIONS[z_s.dim() == 4][impl](z_s, z_t, activation)
     loss.backward()
     return loss
 
 
 def measure_peak(impl, scale):
     """Run in a fresh process: peak resident memory of one fwd+bwd above the inputs."""
-    rows, classes, activation = SCALES[scale]
-    z_s, z_t = make_inputs(rows, classes)
+    activation = SCALES[scale][2]
+    z_s, z_t = make_inputs(scale)
     z_s.grad = torch.zeros_like(z_s)  # the gradient buffer belongs to the inputs
     step(impl, z_s, z_t, activation)  # warm-up (allocator, lazy init)
     z_s.grad = torch.zeros_like(z_s)
@@ -89,24 +116,24 @@ def warm_allocator():
 
 
 def compare(scale, repeat):
-    rows, classes, activation = SCALES[scale]
-    z_s, z_t = make_inputs(rows, classes)
+    rows, classes, activation, _ = SCALES[scale]
+    z_s, z_t = make_inputs(scale)
     values, grads = {}, {}
-    for impl in IMPLEMENTATIONS:
+    for impl in ('reference', 'mmdist'):
         values[impl] = step(impl, z_s, z_t, activation).item()
         grads[impl] = z_s.grad.clone()
     diff = abs(values['mmdist'] - values['reference'])
     grad_diff = (grads['mmdist'] - grads['reference']).abs().max().item()
     grad_scale = grads['reference'].abs().max().item()
-    times = {impl: [] for impl in IMPLEMENTATIONS}
+    times = {impl: [] for impl in values}
     for _ in range(repeat):
-        for impl in IMPLEMENTATIONS:  # interleaved, so load changes hit both alike
+        for impl in values:  # interleaved, so load changes hit both alike
             start = time.perf_counter()
             step(impl, z_s, z_t, activation)
             times[impl].append(time.perf_counter() - start)
     median = {impl: statistics.median(t) for impl, t in times.items()}
     memory = {}
-    for impl in IMPLEMENTATIONS:
+    for impl in values:
         # A fixed mmap threshold makes glibc return every freed block above 64 KiB to the
         # OS at once, so resident memory follows live tensors instead of the heap cache.
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
@@ -131,14 +158,14 @@ def main():
         return
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{os.cpu_count()} cores')
-    header = (f'{"scale":<11}{"rows x C":>14} {"act":<8}{"|dL|":>9}{"|dgrad|":>9}'
+    header = (f'{"scale":<16}{"rows x C":>14} {"act":<8}{"|dL|":>9}{"|dgrad|":>9}'
               f'{"t ref":>9}{"t ours":>9}{"speed-up":>9}{"mem ref":>10}{"mem ours":>10}'
               f'{"mem ratio":>10}')
     print(header)
     warm_allocator()
     for scale in args.scales:
         r = compare(scale, args.repeat)
-        print(f'{scale:<11}{r["rows"]:>9} x {r["classes"]:<3} {r["activation"]:<8}'
+        print(f'{scale:<16}{r["rows"]:>9} x {r["classes"]:<3} {r["activation"]:<8}'
               f'{r["value_diff"]:>9.1e}{r["grad_max_diff"] / r["grad_max"]:>9.1e}'
               f'{r["time_reference"] * 1e3:>7.0f}ms{r["time_mmdist"] * 1e3:>7.0f}ms'
               f'{r["time_reference"] / r["time_mmdist"]:>8.2f}x'
