@@ -81,9 +81,10 @@ def _stacked_probs(z_s: Tensor, z_t: Tensor, activation: str, tau: float,
 class _RowGroups:
     """Groups of consecutive rows (sizes adding up to N) and the row blocks that visit
     them: at most ``block_elements`` elements each, crossing group boundaries, so that
-    many small groups (the FPN levels of a small image) share one block. A block is
-    ``(start, end, segments)``: its rows and the :data:`Segment` of each group in it.
-    Per-segment results are summed per group at the end (:meth:`per_group`).
+    many small groups (the FPN levels of a small image) share one block. Each block has
+    a :data:`Segment` per group in it (``block_segments``); per-block views of row
+    tensors come from :meth:`split`, and per-segment results are summed per group at the
+    end (:meth:`per_group`).
     """
 
     def __init__(self, sizes: List[int], num_classes: int, dtype: torch.dtype,
@@ -103,7 +104,7 @@ class _RowGroups:
         bounds = [0]
         for size in sizes:
             bounds.append(bounds[-1] + size)
-        self.blocks: List[Tuple[int, int, List[Segment]]] = []
+        self.block_segments: List[List[Segment]] = []
         segment_groups: List[int] = []
         for start in range(0, bounds[-1], step):
             end = min(start + step, bounds[-1])
@@ -113,7 +114,7 @@ class _RowGroups:
                     segments.append((max(lo, start) - start, min(hi, end) - start, group,
                                      len(segment_groups)))
                     segment_groups.append(group)
-            self.blocks.append((start, end, segments))
+            self.block_segments.append(segments)
         self.num_segments = len(segment_groups)
         #: (S,) group of each segment.
         self.segment_groups = torch.tensor(segment_groups, dtype=torch.long, device=device)
@@ -168,7 +169,8 @@ class _DISTRelations(torch.autograd.Function):
                              block_elements(z_s.device))
         # Per-block views, made once: each Python-level operation costs microseconds,
         # which add up over the blocks.
-        weights = (None, ) * len(groups.blocks) if weight is None else groups.split(weight)
+        num_blocks = len(groups.block_segments)
+        weights = (None, ) * num_blocks if weight is None else groups.split(weight)
         # Pass 1: the probabilities, and each segment's (weighted) column sums while its
         # block is still in cache.
         # The blocks are consecutive parts of one buffer, and the block temporaries below
@@ -178,8 +180,8 @@ class _DISTRelations(torch.autograd.Function):
             2 * num_classes * groups.block_rows)
         probs = []  # (2, C, rows) per block
         segment_sums = z_s.new_empty((groups.num_segments, 2 * num_classes), dtype=dtype)
-        for (_, _, segments), logits_s, logits_t, w, out in zip(
-                groups.blocks, groups.split(z_s), groups.split(z_t), weights, storage):
+        for segments, logits_s, logits_t, w, out in zip(
+                groups.block_segments, groups.split(z_s), groups.split(z_t), weights, storage):
             block = _stacked_probs(logits_s, logits_t, activation, tau, out)
             probs.append(block)
             flat = block.view(2 * num_classes, -1)
@@ -202,10 +204,10 @@ class _DISTRelations(torch.autograd.Function):
         centred_buffer = probs[0].new_empty(2 * num_classes * groups.block_rows)
         product_buffer = probs[0].new_empty(num_classes * groups.block_rows)
         weighted_buffer = None if weight is None else torch.empty_like(centred_buffer)
-        for (_, _, segments), block, w, products, squares, row_mean in zip(
-                groups.blocks, probs, weights, groups.split(row_moments[1]),
+        for segments, block, w, products, squares, row_mean in zip(
+                groups.block_segments, probs, weights, groups.split(row_moments[1]),
                 groups.split(row_moments[0::2], 1),
-                (None, ) * len(probs) if softmax else groups.split(row_means, 2)):
+                (None, ) * num_blocks if softmax else groups.split(row_means, 2)):
             if with_teacher_max:
                 kept = block[1] if w is None else block[1] * (w > 0)
                 for lo, hi, group, _ in segments:
@@ -263,7 +265,7 @@ class _DISTRelations(torch.autograd.Function):
         groups = ctx.groups
         # (C, 1) per group: per class, broadcast along rows.
         col_a, col_neg_b, col_k = (coefs[..., None].unbind(0) for coefs in (a_c, -b_c, k_c))
-        num_blocks = len(groups.blocks)
+        num_blocks = len(groups.block_segments)
         weights = (None, ) * num_blocks if weight is None else groups.split(weight)
         row_k = (None, ) * num_blocks if k_r is None else groups.split(k_r)
         if ctx.class_major:  # (N, C) view of (C, N) memory, like the logits
@@ -272,9 +274,9 @@ class _DISTRelations(torch.autograd.Function):
             grad_z = a_r.new_empty(a_r.shape[0], num_classes)
         # Reused by every block: d L / d p, then d L / d (z / tau).
         buffers = a_r.new_empty(2, num_classes * groups.block_rows)
-        for (_, _, segments), block, w, a, neg_b, k, grad_rows in zip(
-                groups.blocks, probs, weights, groups.split(a_r), groups.split(-b_r), row_k,
-                groups.split(grad_z)):
+        for segments, block, w, a, neg_b, k, grad_rows in zip(
+                groups.block_segments, probs, weights, groups.split(a_r), groups.split(-b_r),
+                row_k, groups.split(grad_z)):
             x, y = block
             rows = block.shape[2]
             grad = _leading(buffers[0], num_classes, rows)

@@ -441,7 +441,7 @@ def test_blocks_are_cache_sized_on_cpu_and_large_on_other_devices():
 
     def num_blocks(rows, classes, device):
         return len(module._RowGroups([rows], classes, torch.float32, device,
-                                     module.block_elements(device)).blocks)
+                                     module.block_elements(device)).block_segments)
 
     assert num_blocks(270_000, 80, cpu) == -(-270_000 // (module.BLOCK_ELEMENTS // 80))
     assert num_blocks(270_000, 80, other) == 2
