@@ -89,14 +89,14 @@ class _RowGroups:
 
     def __init__(self, sizes: List[int], num_classes: int, dtype: torch.dtype,
                  device: torch.device, block_elements: int) -> None:
-        self.sizes = sizes
         self.num_groups = len(sizes)
-        #: (G,) group sizes and (N,) ``1 / n_g`` of each row's group, in ``dtype``.
+        #: (G,) group sizes, in ``dtype``.
         self.counts = torch.tensor(sizes, dtype=dtype, device=device)
-        #: (N,) group of each row; (G,) 1/0: whether the group has rows.
+        #: (N,) group of each row.
         self.row_group = torch.repeat_interleave(
             torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device),
             output_size=sum(sizes))
+        #: (N,) ``1 / n_g`` of each row's group; (G,) 1/0: whether the group has rows.
         self.row_shares = (1 / self.counts.clamp_min(1))[self.row_group]
         self.has_rows = (self.counts > 0).to(dtype)
         #: Rows per block (the last block may have fewer).
