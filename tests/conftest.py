@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Shared fixtures: tiny synthetic datasets in the official formats, written once per run."""
 import importlib.util
+import os
 import os.path as osp
 
 import pytest
@@ -8,6 +9,11 @@ import pytest
 from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# The suite runs the losses eagerly (also in the tools it starts as subprocesses):
+# compiling every distinct loss graph would cost seconds each on a CPU. The loss tests
+# run both paths, and test_dist_loss_compile.py / test_compiled_train_step.py compile.
+os.environ.setdefault('MMDIST_COMPILE', '0')
 
 
 @pytest.fixture(scope='session')

@@ -1,8 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST for mmdet 3.x detectors: dense one-stage heads and two-stage RoI heads."""
-import functools
 import inspect
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.dense_heads import ATSSHead, FCOSHead, GFLHead, RetinaHead
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 
 from mmdist.registry import MODELS
 from ..utils.class_branch import classifier_name, dense_class_logits
-from ..utils.dense import dense_to_class_major, dense_to_rows
+from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
@@ -20,12 +19,6 @@ from .feature_mimic import FeatureMimic
 #: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
 #: whose classifier is laid out anchor-major, as mmdet's ``loss_by_feat`` reads it.
 SUPPORTED_DENSE_HEADS = (RetinaHead, FCOSHead, ATSSHead, GFLHead)
-
-
-@functools.lru_cache(maxsize=None)
-def _takes_groups(loss_type: type) -> bool:
-    """Whether a loss module's ``forward`` accepts ``groups`` (all levels in one call)."""
-    return 'groups' in inspect.signature(loss_type.forward).parameters
 
 
 def _names(classes) -> str:
@@ -38,9 +31,10 @@ class DetectionDistiller(BaseDistiller):
 
     Dense one-stage students (RetinaNet, FCOS, ATSS, GFL): ``loss_cls`` compares the
     per-level class logits of student and teacher, reshaped anchor-major to
-    (N*H*W*A, C); rows in the batch padding are left out; one term per FPN level,
-    summed into ``loss_dist_cls``. The teacher's head runs its classification branch
-    only (the stock heads and subclasses that keep their ``forward``).
+    (N*H*W*A, C) and concatenated over the FPN levels; rows in the batch padding get
+    weight 0; one term per level (``groups``), summed into ``loss_dist_cls``. The
+    teacher's head runs its classification branch only (the stock heads and subclasses
+    that keep their ``forward``).
 
     Two-stage students (``StandardRoIHead``, e.g. Faster R-CNN): the teacher's box head
     (the first stage of a cascade) classifies exactly the student's sampled RoIs on the
@@ -81,6 +75,13 @@ class DetectionDistiller(BaseDistiller):
             expected = 'sigmoid' if self.student.bbox_head.use_sigmoid_cls else 'softmax'
             reason = 'the student head (model.student.bbox_head.loss_cls)'
         self.loss_cls = build_loss(loss_cls, 'model.loss_cls', expected, reason)
+        if not self.two_stage and 'groups' not in inspect.signature(
+                self.loss_cls.forward).parameters:
+            raise TypeError(
+                f'model.loss_cls: {type(self.loss_cls).__name__}.forward has no `groups` '
+                'argument; dense detection passes all FPN levels in one call, as '
+                'loss(student_rows, teacher_rows, weight, groups=rows_per_level) (as '
+                'mmdist.DISTLoss and mmdist.KDLoss take them)')
         #: The teacher head's classifier conv when its classification branch can run alone.
         self._teacher_classifier = (None if self.two_stage else
                                     classifier_name(self.teacher.bbox_head))
@@ -164,12 +165,9 @@ class DetectionDistiller(BaseDistiller):
         """
         with torch.no_grad():
             teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            if not self.two_stage:
-                teacher_logits = dense_class_logits(self.teacher.bbox_head, teacher_feats,
-                                                    self._teacher_classifier)
-                if _takes_groups(type(self.loss_cls)):  # the per-level maps are freed now
-                    teacher_logits = dense_to_class_major(
-                        teacher_logits, self.student.bbox_head.prior_generator.num_base_priors)
+            if not self.two_stage:  # rows now: the per-level maps are freed
+                teacher_logits = self._anchor_rows(dense_class_logits(
+                    self.teacher.bbox_head, teacher_feats, self._teacher_classifier))
                 if self.mimic is None:
                     del teacher_feats
 
@@ -204,31 +202,24 @@ class DetectionDistiller(BaseDistiller):
             return roi_head._bbox_forward(0, feats, rois)['cls_score']
         return roi_head._bbox_forward(feats, rois)['cls_score']
 
-    def _dense_loss(self, student_logits: List[Tensor],
-                    teacher_logits: Union[List[Tensor], Tensor], data_samples: List) -> Tensor:
-        """Sum over FPN levels of ``loss_cls`` on anchor-major rows, padding left out.
+    def _anchor_rows(self, maps: List[Tensor]) -> Tensor:
+        """(rows of all levels, C) anchor-major rows of the per-level (N, A*C, H, W)
+        class logits, levels in order."""
+        anchors = self.student.bbox_head.prior_generator.num_base_priors
+        return torch.cat([dense_to_rows(m, a) for m, a in zip(maps, anchors)])
 
-        A loss whose ``forward`` takes ``groups`` (``mmdist.DISTLoss``, ``mmdist.KDLoss``)
-        gets all levels in one call, one group per level; any other loss one call per level.
-        ``teacher_logits``: the (N, A*C, H, W) maps of each level or, for a loss taking
-        ``groups``, already their (C, rows) :func:`dense_to_class_major`.
-        """
-        num_anchors = self.student.bbox_head.prior_generator.num_base_priors
+    def _dense_loss(self, student_logits: List[Tensor], teacher_rows: Tensor,
+                    data_samples: List) -> Tensor:
+        """``loss_cls`` of the student's per-level (N, A*C, H, W) class logits against
+        the teacher's :meth:`_anchor_rows`: one row group per FPN level, rows in the
+        batch padding weighted 0."""
+        anchors = self.student.bbox_head.prior_generator.num_base_priors
+        sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a
+                 for m, a in zip(student_logits, anchors)]
         weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
                                         data_samples, student_logits[0].device)
-        if _takes_groups(type(self.loss_cls)):
-            # (rows, C) views of class-major memory, which the mmdist losses read as is.
-            sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a
-                     for m, a in zip(student_logits, num_anchors)]
-            if isinstance(teacher_logits, (list, tuple)):
-                teacher_logits = dense_to_class_major(teacher_logits, num_anchors)
-            return self.loss_cls(dense_to_class_major(student_logits, num_anchors).t(),
-                                 teacher_logits.t(), weight, groups=sizes)
-        s_rows = [dense_to_rows(m, a) for m, a in zip(student_logits, num_anchors)]
-        t_rows = [dense_to_rows(m, a) for m, a in zip(teacher_logits, num_anchors)]
-        sizes = [rows.shape[0] for rows in s_rows]
-        weights = [None] * len(sizes) if weight is None else weight.split(sizes)
-        return sum(self.loss_cls(s, t, w) for s, t, w in zip(s_rows, t_rows, weights))
+        return self.loss_cls(self._anchor_rows(student_logits), teacher_rows, weight,
+                             groups=sizes)
 
     def _dense_row_weight(self, featmap_sizes: List[torch.Size], data_samples: List,
                           device: torch.device) -> Optional[Tensor]:

@@ -5,7 +5,7 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses.utils import autocast_disabled, check_non_negative
+from ..losses.utils import autocast_disabled, check_number
 
 
 class FeatureMimic(nn.Module):
@@ -23,7 +23,7 @@ class FeatureMimic(nn.Module):
     def __init__(self, student_channels: int, teacher_channels: int, num_levels: int = 5,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.loss_weight = check_non_negative('mimic.loss_weight', loss_weight)
+        self.loss_weight = check_number('mimic.loss_weight', loss_weight)
         self.connectors = nn.ModuleList(
             nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
             for _ in range(num_levels))

@@ -1,6 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST for mmsegmentation 1.x encoder-decoder segmentors: decode and auxiliary logits."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -8,8 +8,7 @@ from mmseg.models.utils import resize
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from ..losses import DISTLoss, KDLoss, dist_loss
-from ..utils.dense import dense_to_class_major, dense_to_rows
+from ..utils.dense import dense_to_rows
 from ..utils.recorder import record_calls
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
@@ -21,9 +20,7 @@ class SegmentationDistiller(BaseDistiller):
 
     ``loss_decode`` compares the decode heads' class logits and ``loss_aux`` (optional) the
     auxiliary heads', both at the student's logit resolution (1/8 for the d8 models) with
-    rows = pixels, (N, C, H, W) -> (N*H*W, C). When both are ``mmdist.DISTLoss`` with
-    the same settings (``loss_weight`` aside) and the heads' logits have the same size,
-    both losses come from one call (two row groups), which is cheaper. Pixels whose
+    rows = pixels, (N, C, H, W) -> (N*H*W, C). Pixels whose
     (nearest-downsampled) label is the student decode head's ``ignore_index`` - which
     includes the batch padding, filled with ``seg_pad_val=255`` - are left out of both
     DIST terms. Teacher logits of another resolution are resized bilinearly with the
@@ -115,28 +112,12 @@ class SegmentationDistiller(BaseDistiller):
                      student_aux: Optional[Tensor], teacher_aux: Optional[Tensor],
                      data_samples: List) -> Dict[str, Tensor]:
         """``loss_dist_decode`` (and ``loss_dist_aux``) from the heads' (N, C, h, w) logits."""
-        valid = self._valid_pixels(data_samples, student_decode.shape[-2:])
-        if self.loss_aux is None:
-            return dict(loss_dist_decode=self._pixel_loss(self.loss_decode, student_decode,
-                                                          teacher_decode, valid))
-        if self._fusable() and student_aux.shape == student_decode.shape:
-            per_head = self._fused_pixel_losses((student_decode, student_aux),
-                                                (teacher_decode, teacher_aux), valid)
-            decode, aux = (per_head * per_head.new_tensor(
-                [self.loss_decode.loss_weight, self.loss_aux.loss_weight])).unbind()
-            return dict(loss_dist_decode=decode, loss_dist_aux=aux)
         losses = dict(loss_dist_decode=self._pixel_loss(self.loss_decode, student_decode,
-                                                        teacher_decode, valid))
-        if student_aux.shape[-2:] != student_decode.shape[-2:]:
-            valid = self._valid_pixels(data_samples, student_aux.shape[-2:])
-        losses['loss_dist_aux'] = self._pixel_loss(self.loss_aux, student_aux, teacher_aux,
-                                                   valid)
+                                                        teacher_decode, data_samples))
+        if self.loss_aux is not None:
+            losses['loss_dist_aux'] = self._pixel_loss(self.loss_aux, student_aux,
+                                                       teacher_aux, data_samples)
         return losses
-
-    def _fusable(self) -> bool:
-        """Whether decode and auxiliary losses are DIST with the same settings."""
-        return (type(self.loss_decode) is DISTLoss and type(self.loss_aux) is DISTLoss
-                and self.loss_decode.loss_settings() == self.loss_aux.loss_settings())
 
     def _valid_pixels(self, data_samples: List, size) -> Tensor:
         """(N*h*w,) float mask: 1 where the label at logit resolution is not ignored."""
@@ -148,31 +129,14 @@ class SegmentationDistiller(BaseDistiller):
             labels = F.interpolate(labels.float(), size=(h, w), mode='nearest')
         return (labels != self.student.decode_head.ignore_index).flatten().float()
 
-    def _teacher_at(self, teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
-        """The teacher's logits at the student's resolution (bilinear, as mmseg resizes
-        logits for its losses)."""
-        if teacher_logits.shape[-2:] == student_logits.shape[-2:]:
-            return teacher_logits
-        return resize(teacher_logits, size=student_logits.shape[-2:], mode='bilinear',
-                      align_corners=self.student.decode_head.align_corners)
-
     def _pixel_loss(self, loss: nn.Module, student_logits: Tensor, teacher_logits: Tensor,
-                    valid: Tensor) -> Tensor:
-        teacher_logits = self._teacher_at(teacher_logits, student_logits)
-        if isinstance(loss, (DISTLoss, KDLoss)):
-            # (pixels, C) views of class-major memory, which these losses read as is.
-            return loss(dense_to_class_major([student_logits], [1]).t(),
-                        dense_to_class_major([teacher_logits], [1]).t(), valid)
+                    data_samples: List) -> Tensor:
+        """``loss`` on (pixels, C) rows of (N, C, h, w) logits, ignored pixels weighted 0;
+        the teacher's logits resized bilinearly (with the student head's
+        ``align_corners``, as mmseg resizes logits for its losses) if their size differs."""
+        if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
+            teacher_logits = resize(teacher_logits, size=student_logits.shape[-2:],
+                                    mode='bilinear',
+                                    align_corners=self.student.decode_head.align_corners)
+        valid = self._valid_pixels(data_samples, student_logits.shape[-2:])
         return loss(dense_to_rows(student_logits), dense_to_rows(teacher_logits), valid)
-
-    def _fused_pixel_losses(self, student_logits: Tuple[Tensor, Tensor],
-                            teacher_logits: Tuple[Tensor, Tensor], valid: Tensor) -> Tensor:
-        """(2,) DIST losses (before ``loss_weight``) of the decode and auxiliary logits
-        (each (N, C, h, w), same size) in one call: one row group per head."""
-        teacher_logits = [self._teacher_at(t, s) for t, s in zip(teacher_logits,
-                                                                  student_logits)]
-        return dist_loss(dense_to_class_major(student_logits, [1, 1]).t(),
-                         dense_to_class_major(teacher_logits, [1, 1]).t(),
-                         torch.cat([valid, valid]), groups=[valid.numel()] * 2,
-                         reduce_groups=False,
-                         **self.loss_decode.loss_settings())

@@ -107,7 +107,7 @@ def test_loss_keys_finite_and_gradients_reach_student_only(retina):
 def test_teacher_runs_first_and_its_features_are_freed(retina):
     """The teacher runs before the student, only its head's classification branch runs,
     and none of its backbone, FPN or class-logit outputs is alive any more when the
-    student's forward starts (its class logits are kept as one class-major copy)."""
+    student's forward starts (its class logits are kept as one (rows, C) copy)."""
     model, cfg = build(retina['config'])
     model.train()
     data = train_batch(model, cfg)
@@ -189,30 +189,36 @@ class _Sample:
 
 
 def test_padding_rows_are_left_out(retina):
+    """All levels in one call, one row group per level; rows of priors in the batch
+    padding get weight 0, and no weights at all without padding."""
     model, _ = build(retina['config'])
     seen = []
 
-    class Spy(torch.nn.Module):  # no `groups`: one call per level
+    class Spy(torch.nn.Module):
 
-        def forward(self, s_rows, t_rows, weight):
-            seen.append((s_rows.shape[0], weight))
+        def forward(self, s_rows, t_rows, weight, groups):
+            seen.append((s_rows.shape[0], weight, groups))
             return s_rows.sum() * 0
 
     model.loss_cls = Spy()
     # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
     sizes = [8, 4, 2, 1, 1]
     logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
-    model._dense_loss(logits, logits, [_Sample((64, 64)), _Sample((40, 24))])
-    for level, ((rows, weight), n, stride) in enumerate(zip(seen, sizes, [8, 16, 32, 64, 128])):
-        assert rows == 2 * n * n * 9
-        assert weight[:n * n * 9].sum() == n * n * 9  # full-size image: all valid
+    model._dense_loss(logits, model._anchor_rows(logits),
+                      [_Sample((64, 64)), _Sample((40, 24))])
+    (rows, weight, groups), = seen
+    assert groups == [2 * n * n * 9 for n in sizes] and rows == sum(groups)
+    for level, (level_weight, n, stride) in enumerate(
+            zip(weight.split(groups), sizes, [8, 16, 32, 64, 128])):
+        assert level_weight[:n * n * 9].sum() == n * n * 9  # full-size image: all valid
         # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
         valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * 9
-        assert weight[n * n * 9:].sum() == valid, level
+        assert level_weight[n * n * 9:].sum() == valid, level
     # No padding at all: no weights.
     seen.clear()
-    model._dense_loss(logits, logits, [_Sample((64, 64)), _Sample((64, 64))])
-    assert [weight for _, weight in seen] == [None] * 5
+    model._dense_loss(logits, model._anchor_rows(logits),
+                      [_Sample((64, 64)), _Sample((64, 64))])
+    assert seen[0][1] is None
 
 
 def test_grouped_dense_loss_equals_one_call_per_level(retina):
@@ -224,7 +230,7 @@ def test_grouped_dense_loss_equals_one_call_per_level(retina):
     s_logits = [torch.randn(2, 9 * 4, n, n, requires_grad=True) for n in sizes]
     t_logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
     samples = [_Sample((64, 64)), _Sample((40, 24))]
-    grouped = model._dense_loss(s_logits, t_logits, samples)
+    grouped = model._dense_loss(s_logits, model._anchor_rows(t_logits), samples)
     grouped_grads = torch.autograd.grad(grouped, s_logits)
     reference = 0
     for n, stride, s_map, t_map in zip(sizes, [8, 16, 32, 64, 128], s_logits, t_logits):
@@ -239,6 +245,22 @@ def test_grouped_dense_loss_equals_one_call_per_level(retina):
     torch.testing.assert_close(grouped, reference, rtol=1e-5, atol=1e-6)
     for got, expected in zip(grouped_grads, reference_grads):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_dense_loss_without_groups_argument_is_refused(retina):
+    class NoGroups(torch.nn.Module):
+
+        def __init__(self, activation='sigmoid', **settings):
+            super().__init__()
+            self.activation = activation
+
+        def forward(self, s_rows, t_rows, weight=None):
+            return s_rows.sum()
+
+    from mmdist.registry import MODELS as MMDIST_MODELS
+    MMDIST_MODELS.register_module('_NoGroupsLoss', module=NoGroups, force=True)
+    with pytest.raises(TypeError, match='model.loss_cls: NoGroups.forward has no `groups`'):
+        build(retina['config'], loss_cls=dict(type='mmdist._NoGroupsLoss'))
 
 
 def test_roi_teacher_classifies_the_students_sampled_rois(faster):

@@ -152,36 +152,3 @@ def test_config_errors(seg, tmp_path):
                           "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)))\n")
     with pytest.raises(ValueError, match='out_channels=1'):
         build(seg['config'], teacher_cfg=binary, teacher_ckpt=None)
-
-
-def test_decode_and_aux_in_one_call_equal_separate_calls(seg):
-    """Equal DIST settings (loss_weight aside) and equal logit sizes: both losses come
-    from one grouped call, with the values and student gradients of two calls."""
-    model, cfg = build(seg['config'],
-                       loss_decode=dict(type='mmdist.DISTLoss', tau=2.0, loss_weight=1.0),
-                       loss_aux=dict(type='mmdist.DISTLoss', tau=2.0, loss_weight=0.4))
-    data = batch(model, cfg)
-    fused_calls = []
-    fused = model._fused_pixel_losses
-    model._fused_pixel_losses = lambda *args: fused_calls.append(1) or fused(*args)
-    params = [model.student.decode_head.conv_seg.weight,
-              model.student.auxiliary_head.conv_seg.weight]
-    results = {}
-    for path in ('fused', 'separate'):
-        if path == 'separate':
-            model._fusable = lambda: False
-        torch.manual_seed(0)  # the same dropout masks in the student's heads
-        losses = model(**data, mode='loss')
-        dist = (losses['loss_dist_decode'], losses['loss_dist_aux'])
-        results[path] = ([loss.item() for loss in dist],
-                         torch.autograd.grad(sum(dist), params))
-    assert len(fused_calls) == 1
-    np.testing.assert_allclose(results['fused'][0], results['separate'][0], rtol=1e-5)
-    for fused_grad, separate_grad in zip(results['fused'][1], results['separate'][1]):
-        # float32 sums over pixels in another order: equal to 1e-4 of the largest entry.
-        torch.testing.assert_close(fused_grad, separate_grad, rtol=0,
-                                   atol=1e-4 * separate_grad.abs().max().item())
-    # Different settings: two calls.
-    model, _ = build(seg['config'], loss_decode=dict(type='mmdist.DISTLoss', tau=2.0),
-                     loss_aux=dict(type='mmdist.DISTLoss', tau=1.0))
-    assert not model._fusable()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import special, stats
 
-from mmdist.models.losses import KDLoss
+from mmdist.models.losses import KDLoss, kd_loss_per_row
 from mmdist.registry import MODELS
 
 
@@ -85,3 +85,19 @@ def test_groups_sum_the_per_group_means():
         loss(z_s, z_t, weight, avg_factor=2.0, groups=sizes)
     with pytest.raises(ValueError, match='add up to N = 9'):
         loss(z_s, z_t, groups=[3, 3])
+
+
+def test_float64_logits_are_computed_in_float64():
+    """1e-12 agreement with scipy needs float64 math (float32 gives about 1e-7)."""
+    gen = torch.Generator().manual_seed(4)
+    z_s = torch.randn(20, 5, generator=gen, dtype=torch.float64)
+    z_t = torch.randn(20, 5, generator=gen, dtype=torch.float64)
+    rows = kd_loss_per_row(z_s, z_t, tau=2.0)
+    assert rows.dtype == torch.float64
+    np.testing.assert_allclose(rows.numpy(), reference_kd_rows(z_s, z_t, 2.0, 'softmax'),
+                               rtol=1e-12)
+
+
+def test_no_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match=r'no rows \(N = 0\)'):
+        KDLoss()(torch.zeros(0, 5), torch.zeros(0, 5))
