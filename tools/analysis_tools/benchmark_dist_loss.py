@@ -1,16 +1,24 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""DIST loss: mmdist's implementation vs the reference formulation, side by side.
+"""DIST loss: mmdist vs the official formulation (eager and compiled), side by side.
 
-    python tools/analysis_tools/benchmark_dist_loss.py [--repeat 5] [--scales coco ...]
+    python tools/analysis_tools/benchmark_dist_loss.py [--device cuda] [--amp bf16]
+        [--repeat 30] [--scales coco cityscapes ...]
 
-Scales: ``coco`` and ``cityscapes`` (N, C) logit matrices, and ``cityscapes_maps``: the
-Cityscapes logits as (B, C, H, W) maps, which each side flattens inside the timed pass
-(the official code with permute + reshape, mmdist as its segmentation distiller does).
-For each scale it checks that both give the same value (1e-5) and gradient, then measures
-forward+backward time (median of --repeat runs, interleaved, after warming the allocator
-as a training process would) and the peak extra memory of one forward+backward (resident
-memory above the inputs, each measured in a fresh subprocess), and prints the ratios
-reference / mmdist.
+For each scale (an (N, C) logit matrix as a training step gives it) it checks that mmdist
+and the official formulation give the same value and gradient, then times forward +
+backward (median of --repeat interleaved runs, after warm-up runs that also compile) of:
+
+- ``official``: the official DIST code's formulation, eager;
+- ``official compiled``: the same through ``torch.compile``;
+- ``mmdist``: ``mmdist.models.losses.dist_loss`` as the distillers call it (compiled
+  unless ``MMDIST_COMPILE=0``);
+- ``mmdist eager``: the same with ``compile=False`` (the fallback path);
+
+and the peak memory of one forward + backward above the inputs (CUDA: the allocator's
+peak; CPU: resident memory, each in a fresh process) of ``official`` and ``mmdist``. It
+prints official / mmdist and official compiled / mmdist (speed-ups) and mmdist / official
+(memory). With ``--amp`` the logits are in that dtype and each pass runs under autocast,
+as a head's logits are in mixed-precision training.
 """
 import argparse
 import json
@@ -22,23 +30,28 @@ import time
 
 import torch
 
-from mmdist.testing.memory import extra_peak_bytes
-
-#: (rows, classes, activation, logit map shape or None) of each scale: the two (N, C)
-#: matrices the issue names, and the Cityscapes logits as a segmentation head gives them.
+#: (rows, classes, activation) of each scale.
 SCALES = {
-    # RetinaNet on COCO: about 270k anchors (all FPN levels of a 2-image batch) x 80 classes.
-    'coco': (270_000, 80, 'sigmoid', None),
-    # Cityscapes logits at 1/8 of 1024x2048: 2 x 128 x 256 pixels x 19 classes.
-    'cityscapes': (2 * 128 * 256, 19, 'softmax', None),
-    # The same as (2, 19, 128, 256) maps, each side turning them into its (N, C) input
-    # inside the timed pass: the official code with permute + reshape, mmdist as its
-    # segmentation distiller does (class-major rows).
-    'cityscapes_maps': (2 * 128 * 256, 19, 'softmax', (2, 19, 128, 256)),
+    # RetinaNet on COCO: all FPN levels of a 2-image batch (about 270k anchors), 80 classes.
+    'coco': (270_000, 80, 'sigmoid'),
+    # The same for 8 images.
+    'coco_8img': (1_080_000, 80, 'sigmoid'),
+    # Cityscapes logits at 1/8 of 1024 x 2048 (the d8 heads), 2 images, 19 classes.
+    'cityscapes': (2 * 128 * 256, 19, 'softmax'),
+    # Cityscapes logits at full resolution, 2 images.
+    'cityscapes_full': (2 * 512 * 1024, 19, 'softmax'),
+    # The sampled RoIs of a Faster R-CNN batch (2 x 512), 80 classes + background.
+    'roi': (1024, 81, 'softmax'),
+    # An ImageNet batch of 256 images.
+    'imagenet': (256, 1000, 'softmax'),
 }
+#: What the default run covers on each device (the CPU skips the largest matrices).
+DEFAULT_SCALES = {'cpu': ['coco', 'cityscapes', 'roi', 'imagenet'], 'cuda': list(SCALES)}
+AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+IMPLEMENTATIONS = ('official', 'official compiled', 'mmdist', 'mmdist eager')
 
 
-def reference_dist(z_s, z_t, activation, tau=1.0, eps=1e-8):
+def official_dist(z_s, z_t, activation, tau=1.0, eps=1e-8):
     """The formulation of the official DIST code, written out here as the baseline:
     probabilities, centre, cosine similarity over rows, then the same on the transpose."""
 
@@ -55,123 +68,135 @@ def reference_dist(z_s, z_t, activation, tau=1.0, eps=1e-8):
     return tau**2 * (inter + intra)
 
 
-def reference_dist_maps(m_s, m_t, activation):
-    """The reference on (B, C, H, W) logit maps, flattened as the official code does."""
-    return reference_dist(m_s.permute(0, 2, 3, 1).reshape(-1, m_s.shape[1]),
-                          m_t.permute(0, 2, 3, 1).reshape(-1, m_t.shape[1]), activation)
-
-
-def mmdist_dist(z_s, z_t, activation):
+def make_impls():
     from mmdist.models.losses import dist_loss
-    return dist_loss(z_s, z_t, activation=activation)
+    return {
+        'official': official_dist,
+        'official compiled': torch.compile(official_dist),
+        'mmdist': lambda z_s, z_t, activation: dist_loss(z_s, z_t, activation=activation),
+        'mmdist eager': lambda z_s, z_t, activation: dist_loss(
+            z_s, z_t, activation=activation, compile=False),
+    }
 
 
-def mmdist_dist_maps(m_s, m_t, activation):
-    """mmdist on (B, C, H, W) logit maps, as ``SegmentationDistiller`` calls it."""
-    from mmdist.models.utils.dense import dense_to_class_major
-    return mmdist_dist(dense_to_class_major([m_s], [1]).t(),
-                       dense_to_class_major([m_t], [1]).t(), activation)
+def make_inputs(scale, device, amp):
+    rows, classes, _ = SCALES[scale]
+    gen = torch.Generator(device=device).manual_seed(0)
+    dtype = AMP_DTYPES.get(amp, torch.float32)
+    z_s = (torch.randn(rows, classes, generator=gen, device=device) * 2).to(dtype)
+    z_t = (torch.randn(rows, classes, generator=gen, device=device) * 2).to(dtype)
+    return z_s.requires_grad_(), z_t
 
 
-#: (N, C) matrices and (B, C, H, W) maps.
-IMPLEMENTATIONS = {
-    False: {'reference': reference_dist, 'mmdist': mmdist_dist},
-    True: {'reference': reference_dist_maps, 'mmdist': mmdist_dist_maps},
-}
-
-
-def make_inputs(scale, seed=0):
-    rows, classes, _, maps = SCALES[scale]
-    gen = torch.Generator().manual_seed(seed)
-    shape = maps or (rows, classes)
-    z_s = (torch.randn(shape, generator=gen) * 2).requires_grad_()
-    z_t = torch.randn(shape, generator=gen) * 2
-    return z_s, z_t
-
-
-def step(impl, z_s, z_t, activation):
+def step(fn, z_s, z_t, activation, amp):
     z_s.grad = None
-    loss = IMPLEMENTATIONS[z_s.dim() == 4][impl](z_s, z_t, activation)
+    with torch.autocast(z_s.device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
+        loss = fn(z_s, z_t, activation)
     loss.backward()
     return loss
 
 
-def measure_peak(impl, scale):
-    """Run in a fresh process: peak resident memory of one fwd+bwd above the inputs."""
-    activation = SCALES[scale][2]
-    z_s, z_t = make_inputs(scale)
-    z_s.grad = torch.zeros_like(z_s)  # the gradient buffer belongs to the inputs
-    step(impl, z_s, z_t, activation)  # warm-up (allocator, lazy init)
-    z_s.grad = torch.zeros_like(z_s)
-    return dict(extra_peak=extra_peak_bytes(lambda: step(impl, z_s, z_t, activation)))
+def synchronize(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
 
 
-def warm_allocator():
-    """Allocate and free one 31 MiB block, as a training process has long done before
-    its loss runs. glibc then serves 5 MB temporaries from its heap instead of mapping
-    fresh pages for every one (about 5 300 page faults per reference pass at Cityscapes
-    scale otherwise), so the timing does not depend on the process's history."""
-    block = torch.empty(31 << 20, dtype=torch.uint8)
-    del block
-
-
-def compare(scale, repeat):
-    rows, classes, activation, _ = SCALES[scale]
-    z_s, z_t = make_inputs(scale)
-    values, grads = {}, {}
-    for impl in ('reference', 'mmdist'):
-        values[impl] = step(impl, z_s, z_t, activation).item()
-        grads[impl] = z_s.grad.clone()
-    diff = abs(values['mmdist'] - values['reference'])
-    grad_diff = (grads['mmdist'] - grads['reference']).abs().max().item()
-    grad_scale = grads['reference'].abs().max().item()
-    times = {impl: [] for impl in values}
-    for _ in range(repeat):
-        for impl in values:  # interleaved, so load changes hit both alike
-            start = time.perf_counter()
-            step(impl, z_s, z_t, activation)
-            times[impl].append(time.perf_counter() - start)
-    median = {impl: statistics.median(t) for impl, t in times.items()}
-    memory = {}
-    for impl in values:
-        # A fixed mmap threshold makes glibc return every freed block above 64 KiB to the
-        # OS at once, so resident memory follows live tensors instead of the heap cache.
+def peak_memory(impl, scale, device, amp):
+    """Peak memory of one fwd + bwd above the inputs and their gradient buffer (CUDA:
+    allocator peak in this process; CPU: resident memory, run in a fresh process)."""
+    if device == 'cpu':
+        # glibc then returns every freed block above 64 KiB to the OS at once, so resident
+        # memory follows live tensors instead of the heap cache.
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-        out = subprocess.run([sys.executable, __file__, '--peak', impl, scale],
+        out = subprocess.run([sys.executable, __file__, '--peak', impl, scale] +
+                             (['--amp', amp] if amp else []),
                              capture_output=True, text=True, check=True, env=env)
-        memory[impl] = json.loads(out.stdout.strip().splitlines()[-1])['extra_peak']
-    return dict(scale=scale, rows=rows, classes=classes, activation=activation,
-                value_mmdist=values['mmdist'], value_reference=values['reference'],
-                value_diff=diff, grad_max_diff=grad_diff, grad_max=grad_scale,
-                time_mmdist=median['mmdist'], time_reference=median['reference'],
-                mem_mmdist=memory['mmdist'], mem_reference=memory['reference'])
+        return json.loads(out.stdout.strip().splitlines()[-1])['extra_peak']
+    fn = make_impls()[impl]
+    z_s, z_t = make_inputs(scale, device, amp)
+    activation = SCALES[scale][2]
+    step(fn, z_s, z_t, activation, amp)  # warm-up: compile, gradient buffer
+    synchronize(device)
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step(fn, z_s, z_t, activation, amp)
+    synchronize(device)
+    return torch.cuda.max_memory_allocated() - base
+
+
+def cpu_peak(impl, scale, amp):
+    """Run in a fresh process: resident peak of one CPU fwd + bwd above the inputs."""
+    from mmdist.testing.memory import extra_peak_bytes
+    fn = make_impls()[impl]
+    z_s, z_t = make_inputs(scale, 'cpu', amp)
+    activation = SCALES[scale][2]
+    step(fn, z_s, z_t, activation, amp)  # warm-up: compile, gradient buffer
+    return extra_peak_bytes(lambda: step(fn, z_s, z_t, activation, amp))
+
+
+def compare(scale, device, amp, repeat):
+    activation = SCALES[scale][2]
+    impls = make_impls()
+    z_s, z_t = make_inputs(scale, device, amp)
+    values, grads, compile_s = {}, {}, {}
+    for name, fn in impls.items():  # first calls (compiling), then one warm call
+        start = time.perf_counter()
+        values[name] = step(fn, z_s, z_t, activation, amp).item()
+        compile_s[name] = time.perf_counter() - start
+        step(fn, z_s, z_t, activation, amp)
+        grads[name] = z_s.grad.float().clone()
+    times = {name: [] for name in impls}
+    for _ in range(repeat):
+        for name, fn in impls.items():  # interleaved, so load changes hit all alike
+            synchronize(device)
+            start = time.perf_counter()
+            step(fn, z_s, z_t, activation, amp)
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    ref_grad = grads['official']
+    return dict(
+        value_diff=abs(values['mmdist'] - values['official']),
+        grad_diff=(grads['mmdist'] - ref_grad).abs().max().item() / ref_grad.abs().max().item(),
+        time={name: statistics.median(t) for name, t in times.items()},
+        first_call=compile_s,
+        memory={name: peak_memory(name, scale, device, amp) for name in ('official', 'mmdist')})
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeat', type=int, default=5)
-    parser.add_argument('--scales', nargs='+', default=list(SCALES), choices=list(SCALES))
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--amp', choices=list(AMP_DTYPES), help='logits in this dtype, '
+                        'passes under autocast')
+    parser.add_argument('--repeat', type=int, default=None,
+                        help='timed runs per implementation (default 5 on CPU, 30 on CUDA)')
+    parser.add_argument('--scales', nargs='+', choices=list(SCALES))
     parser.add_argument('--peak', nargs=2, metavar=('IMPL', 'SCALE'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak:
-        print(json.dumps(measure_peak(*args.peak)))
+        print(json.dumps(dict(extra_peak=cpu_peak(*args.peak, args.amp))))
         return
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'{os.cpu_count()} cores')
-    header = (f'{"scale":<16}{"rows x C":>14} {"act":<8}{"|dL|":>9}{"|dgrad|":>9}'
-              f'{"t ref":>9}{"t ours":>9}{"speed-up":>9}{"mem ref":>10}{"mem ours":>10}'
-              f'{"mem ratio":>10}')
-    print(header)
-    warm_allocator()
-    for scale in args.scales:
-        r = compare(scale, args.repeat)
-        print(f'{scale:<16}{r["rows"]:>9} x {r["classes"]:<3} {r["activation"]:<8}'
-              f'{r["value_diff"]:>9.1e}{r["grad_max_diff"] / r["grad_max"]:>9.1e}'
-              f'{r["time_reference"] * 1e3:>7.0f}ms{r["time_mmdist"] * 1e3:>7.0f}ms'
-              f'{r["time_reference"] / r["time_mmdist"]:>8.2f}x'
-              f'{r["mem_reference"] / 2**20:>8.0f}MB{r["mem_mmdist"] / 2**20:>8.0f}MB'
-              f'{r["mem_mmdist"] / max(r["mem_reference"], 1):>10.2f}')
-        assert r['value_diff'] <= 1e-5, f'{scale}: values differ by {r["value_diff"]}'
+    repeat = args.repeat or (30 if args.device == 'cuda' else 5)
+    device_name = (torch.cuda.get_device_name() if args.device == 'cuda' else
+                   f'CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores')
+    print(f'torch {torch.__version__}, {device_name}, {args.amp or "fp32"}, median of '
+          f'{repeat}; MMDIST_COMPILE={os.environ.get("MMDIST_COMPILE", "1 (default)")}')
+    print(f'{"scale":<16}{"rows x C":>14} {"act":<8}{"|dL|":>9}{"|dgrad|":>9}'
+          f'{"official":>10}{"off.comp":>10}{"mmdist":>10}{"mm.eager":>10}'
+          f'{"off/mm":>8}{"offc/mm":>8}{"mem off":>10}{"mem mm":>10}{"mem ratio":>10}')
+    for scale in args.scales or DEFAULT_SCALES[args.device]:
+        rows, classes, activation = SCALES[scale]
+        r = compare(scale, args.device, args.amp, repeat)
+        t, m = r['time'], r['memory']
+        print(f'{scale:<16}{rows:>9} x {classes:<4}{activation:<8}'
+              f'{r["value_diff"]:>9.1e}{r["grad_diff"]:>9.1e}' +
+              ''.join(f'{t[name] * 1e3:>8.2f}ms' for name in IMPLEMENTATIONS) +
+              f'{t["official"] / t["mmdist"]:>7.2f}x{t["official compiled"] / t["mmdist"]:>7.2f}x'
+              f'{m["official"] / 2**20:>8.1f}MB{m["mmdist"] / 2**20:>8.1f}MB'
+              f'{m["mmdist"] / max(m["official"], 1):>10.2f}')
+        print(f'{"":<16}first calls (compile): ' +
+              ', '.join(f'{name} {s:.1f} s' for name, s in r['first_call'].items()))
+        if args.amp is None:  # in fp32 both compute the same function
+            assert r['value_diff'] <= 1e-5, f'{scale}: values differ by {r["value_diff"]}'
 
 
 if __name__ == '__main__':

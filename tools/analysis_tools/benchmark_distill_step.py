@@ -1,12 +1,13 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""One training step on CPU, side by side: student alone, teacher forward, mmdist, naive.
+"""One training step, side by side: student alone, teacher forward, mmdist, naive.
 
-    python tools/analysis_tools/benchmark_distill_step.py [--repeat 7] [--models retinanet ...]
+    python tools/analysis_tools/benchmark_distill_step.py [--device cuda] [--amp bf16]
+        [--repeat 7] [--models retinanet ...]
 
 For a tiny RetinaNet, Faster R-CNN (Cascade R-CNN teacher: the shipped Cascade Mask
 R-CNN without its mask branch, as the synthetic data has no masks) and PSPNet (DeepLabV3
 teacher) built from the shipped distillation configs (shrunk with ``mmdist.testing``) on
-a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
+a synthetic batch of 2 images, it times (median of ``--repeat``, all variants interleaved):
 
 - ``student``: the student's own loss, backward and SGD step;
 - ``teacher``: the stock teacher's plain tensor-mode forward (``mode='tensor'``) under
@@ -14,25 +15,26 @@ a synthetic batch, it times (median of ``--repeat``, all variants interleaved):
 - ``folded``: the same forward of the distiller's teacher, whose BatchNorms mmdist folds
   into its convolutions (``teacher_fuse_conv_bn=True``, the default);
 - ``joint``: the student's step with the stock teacher's forward run inside it, first (as
-  the distillers run it) and without any distillation loss: what running both networks
-  in one step costs before mmdist does anything;
+  the distillers run it) and without any distillation loss;
 - ``mmdist``: the distiller's training step (student step + what distillation needs);
 - ``naive``: a distillation step in which the stock teacher runs its full loss-mode
   forward (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the
   same distillation losses;
 
-and prints ``mmdist / (student + teacher)``, ``mmdist / (student + folded)`` (what is left
-of mmdist's own overhead once the teacher is as cheap as mmdist makes it),
-``mmdist / joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights
-(the distiller loads the stock teacher's state dict from a checkpoint). ``--models
-retinanet_shipped`` (not in the default run: minutes per step set on a CPU) times the
-shipped RetinaNet config's own models — ResNet-50 student, ResNeXt-101-64x4d teacher, 80
-classes, no pretrained weights — on 512 x 512 images. A second table times
-one validation batch: the plain loop's work (preprocess + student ``predict``) against the
-paired loop's (the same + the teacher's ``predict`` on the same preprocessed batch).
-``--memory`` adds a third table: the peak resident memory of one step of each variant
-above what the process held before it (model, gradients, optimizer state, batch), each
-variant in a fresh process.
+and prints ``mmdist / (student + teacher)``, ``mmdist / (student + folded)``, ``mmdist /
+joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights.
+``--models retinanet_shipped faster_rcnn_shipped pspnet_shipped`` (not in the default run:
+minutes per step on a CPU) time the shipped configs' own models without pretrained
+weights: RetinaNet-R50 <- RetinaNet-X101-64x4d (512 x 512 images), Faster R-CNN-R50 <-
+Cascade R-CNN-X101-64x4d (800 x 1216) and PSPNet-R18 <- DeepLabV3-R101 (the 512 x 1024
+Cityscapes crop). ``--device cuda`` runs on the GPU (timings synchronised, memory as the
+allocator's peak); ``--amp fp16|bf16`` runs each forward and loss under autocast, as
+``AmpOptimWrapper`` does. The distillation loss is compiled unless ``MMDIST_COMPILE=0``.
+A second table times one validation batch: the plain loop's work (preprocess + student
+``predict``) against the paired loop's (the same + the teacher's ``predict`` on the same
+preprocessed batch). ``--memory`` adds a third table: the peak memory of one step of each
+variant above what the process held before it (model, gradients, optimizer state, batch;
+on the CPU each variant in a fresh process).
 """
 import argparse
 import json
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable, Optional
 
 import torch
 from mmengine.config import Config
@@ -66,13 +69,17 @@ CONFIGS = {
               '512x1024.py',
 }
 SCOPES = {'retinanet': 'mmdet', 'faster_rcnn': 'mmdet', 'pspnet': 'mmseg'}
-#: Not in the default run (minutes on a CPU): the shipped RetinaNet config's own models
-#: (ResNet-50 student, ResNeXt-101-64x4d teacher, 80 classes) on 512 x 512 images.
-SHIPPED = {'retinanet_shipped': 'retinanet'}
+#: Not in the default run (minutes per step on a CPU): the shipped configs' own models.
+SHIPPED = {'retinanet_shipped': 'retinanet', 'faster_rcnn_shipped': 'faster_rcnn',
+           'pspnet_shipped': 'pspnet'}
 CONFIGS.update({name: CONFIGS[base] for name, base in SHIPPED.items()})
 SCOPES.update({name: SCOPES[base] for name, base in SHIPPED.items()})
-DET_IMAGE_SIZE = {'retinanet_shipped': 512}
+#: (height, width) of the synthetic images.
+IMAGE_SIZE = {'retinanet': (128, 128), 'faster_rcnn': (128, 128), 'pspnet': (64, 128),
+              'retinanet_shipped': (512, 512), 'faster_rcnn_shipped': (800, 1216),
+              'pspnet_shipped': (512, 1024)}
 VARIANTS = ('student', 'teacher', 'folded', 'joint', 'mmdist', 'naive')
+AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def _load(path_or_text: str) -> Config:
@@ -85,11 +92,18 @@ def build_distiller(name: str, data_root: str):
     """The shipped config's distiller with a tiny student (width 8) and teacher (16), and
     the stock teacher (BatchNorms not folded) with the distiller's teacher weights."""
     cfg = _load(CONFIGS[name])
-    if name == 'retinanet_shipped':
+    if name in SHIPPED:
         student = Config(dict(model=cfg.model.student))
-        student.model.backbone.init_cfg = None  # nothing is downloaded
         teacher = _load(f"_base_ = ['{cfg.model.teacher_cfg}']\n")
-        teacher.model.backbone.init_cfg = None
+        for model in (student.model, teacher.model):  # nothing is downloaded
+            model.backbone.init_cfg = None
+            model.pretrained = None
+        if name == 'faster_rcnn_shipped':  # no masks in the synthetic data (see below)
+            teacher.model.roi_head.mask_roi_extractor = None
+            teacher.model.roi_head.mask_head = None
+        if name == 'pspnet_shipped':
+            student.model.data_preprocessor.size = IMAGE_SIZE[name]
+            teacher.model.data_preprocessor.size = IMAGE_SIZE[name]
     elif name == 'retinanet':
         student = Config(dict(model=cfg.model.student))
         student.merge_from_dict({'model': tiny_retinanet(8, 16)})
@@ -127,9 +141,9 @@ def make_batch(name: str, cfg: Config, data_root: str, model, preprocess: bool =
     """A batch of 2 synthetic images through the stock dataset pipeline (preprocessed for
     training, or raw)."""
     init_default_scope(SCOPES[name])
+    size = IMAGE_SIZE[name]
     if SCOPES[name] == 'mmdet':
-        size = DET_IMAGE_SIZE.get(name, 128)
-        make_coco_shapes(data_root, {'train': 2}, image_size=(size, size))
+        make_coco_shapes(data_root, {'train': 2}, image_size=size)
         from mmdet.registry import DATASETS
         dataset = cfg.train_dataloader.dataset
         dataset.update(data_root=data_root + '/', ann_file='annotations/instances_train.json',
@@ -138,11 +152,11 @@ def make_batch(name: str, cfg: Config, data_root: str, model, preprocess: bool =
         dataset.pipeline = [
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='Resize', scale=(size, size), keep_ratio=True),
+            dict(type='Resize', scale=size[::-1], keep_ratio=True),
             dict(type='PackDetInputs')
         ]
     else:
-        make_cityscapes_shapes(data_root, {'train': 2}, image_size=(64, 128))
+        make_cityscapes_shapes(data_root, {'train': 2}, image_size=size)
         from mmseg.registry import DATASETS
         dataset = cfg.train_dataloader.dataset
         dataset.update(data_root=data_root)
@@ -192,8 +206,8 @@ def naive_loss(model, teacher, data) -> dict:
     else:
         with record_calls({'logits': student.bbox_head}) as s_rec:
             losses = student.loss(inputs, samples)
-        losses['loss_dist_cls'] = model._dense_loss(s_rec['logits'].output[0],
-                                                    t_rec['logits'].output[0], samples)
+        losses['loss_dist_cls'] = model._dense_loss(
+            s_rec['logits'].output[0], model._anchor_rows(t_rec['logits'].output[0]), samples)
     return losses
 
 
@@ -202,20 +216,31 @@ def total(losses: dict) -> torch.Tensor:
                for v in (vs if isinstance(vs, list) else [vs]))
 
 
-def make_variants(name: str) -> dict:
+def synchronize(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def make_variants(name: str, device: str = 'cpu', amp: Optional[str] = None) -> dict:
     """variant name -> a function running one step of it, on a fresh model and batch."""
     with tempfile.TemporaryDirectory() as tmp:
         model, cfg, stock_teacher = build_distiller(name, tmp)
+        model.to(device), stock_teacher.to(device)
         data = make_batch(name, cfg, tmp, model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
+    def autocast():
+        return torch.autocast(device, dtype=AMP_DTYPES.get(amp), enabled=amp is not None)
+
     def train_step(loss_fn):
         optimizer.zero_grad()
-        total(loss_fn()).backward()
+        with autocast():
+            loss = total(loss_fn())
+        loss.backward()
         optimizer.step()
 
     def teacher_forward(teacher):
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             teacher(model.teacher_inputs(data['inputs'], data['data_samples']),
                     data['data_samples'], mode='tensor')
 
@@ -234,45 +259,65 @@ def make_variants(name: str) -> dict:
     }
 
 
-def benchmark(name: str, repeat: int) -> dict:
-    variants = make_variants(name)
+def timed(fn: Callable, device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def benchmark(name: str, repeat: int, device: str, amp: Optional[str]) -> dict:
+    variants = make_variants(name, device, amp)
     times = {key: [] for key in variants}
-    for key, fn in variants.items():  # warm-up
-        fn()
+    for key, fn in variants.items():  # warm-up (and compiling)
+        fn(), fn()
     for _ in range(repeat):
         for key, fn in variants.items():  # interleaved: load changes hit all alike
             torch.manual_seed(0)
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
+            times[key].append(timed(fn, device))
     return {key: statistics.median(t) for key, t in times.items()}
 
 
-def measure_peak(name: str, variant: str) -> int:
-    """Run in a fresh process: peak resident memory of one step of ``variant`` above the
-    memory held before it (model, gradients and optimizer state after a warm-up step)."""
-    step = make_variants(name)[variant]
+def measure_peak(name: str, variant: str, amp: Optional[str]) -> int:
+    """Run in a fresh process: peak resident memory of one CPU step of ``variant`` above
+    the memory held before it (model, gradients and optimizer state after a warm-up)."""
+    step = make_variants(name, 'cpu', amp)[variant]
     step()
     return extra_peak_bytes(step)
 
 
-def benchmark_memory(name: str) -> dict:
-    """Peak extra memory of one step of each variant, each in a fresh process."""
+def benchmark_memory(name: str, device: str, amp: Optional[str]) -> dict:
+    """Peak extra memory of one step of each variant (CPU: each in a fresh process)."""
+    peaks = {}
+    if device == 'cuda':
+        variants = make_variants(name, device, amp)
+        for variant, step in variants.items():
+            step()
+            synchronize(device)
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            synchronize(device)
+            peaks[variant] = torch.cuda.max_memory_allocated() - base
+        return peaks
     # glibc then returns every freed block above 64 KiB to the OS at once, so resident
     # memory follows live tensors instead of the heap cache.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-    peaks = {}
     for variant in VARIANTS:
-        out = subprocess.run([sys.executable, __file__, '--peak', name, variant],
+        out = subprocess.run([sys.executable, __file__, '--peak', name, variant] +
+                             (['--amp', amp] if amp else []),
                              capture_output=True, text=True, check=True, env=env)
         peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])['extra_peak']
     return peaks
 
 
-def benchmark_validation(name: str, repeat: int) -> dict:
-    """Median time of one validation batch: plain loop vs paired teacher-student loop."""
+def benchmark_validation(name: str, repeat: int, device: str) -> dict:
+    """Median time of one validation batch (fp32): plain loop vs paired teacher-student
+    loop."""
     with tempfile.TemporaryDirectory() as tmp:
         model, cfg, _ = build_distiller(name, tmp)
+        model.to(device)
         raw = make_batch(name, cfg, tmp, model, preprocess=False)
     model.eval()
 
@@ -290,14 +335,15 @@ def benchmark_validation(name: str, repeat: int) -> dict:
     plain(), paired()
     for _ in range(repeat):
         for key, fn in (('plain', plain), ('paired', paired)):
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
+            times[key].append(timed(fn, device))
     return {key: statistics.median(t) for key, t in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--amp', choices=list(AMP_DTYPES),
+                        help='forward and losses under autocast in this dtype')
     parser.add_argument('--repeat', type=int, default=7)
     parser.add_argument('--models', nargs='+', choices=list(CONFIGS),
                         default=[name for name in CONFIGS if name not in SHIPPED])
@@ -307,29 +353,36 @@ def main():
     args = parser.parse_args()
     MMLogger.get_current_instance().setLevel(logging.WARNING)  # no init_weights report
     if args.peak:
-        print(json.dumps(dict(extra_peak=measure_peak(*args.peak))))
+        print(json.dumps(dict(extra_peak=measure_peak(*args.peak, args.amp))))
         return
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'{os.cpu_count()} cores; median of {args.repeat} interleaved steps')
-    print(f'{"model":<18}' + ''.join(f'{k:>10}' for k in VARIANTS) +
+    device_name = (torch.cuda.get_device_name() if args.device == 'cuda' else
+                   f'CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores')
+    print(f'torch {torch.__version__}, {device_name}, {args.amp or "fp32"}; median of '
+          f'{args.repeat} interleaved steps; '
+          f'MMDIST_COMPILE={os.environ.get("MMDIST_COMPILE", "1 (default)")}')
+    print(f'{"model":<20}' + ''.join(f'{k:>10}' for k in VARIANTS) +
           f'{"mmdist/(s+t)":>14}{"mmdist/(s+f)":>14}{"mmdist/joint":>14}{"mmdist/naive":>14}')
     for name in args.models:
-        t = benchmark(name, args.repeat)
-        print(f'{name:<18}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in VARIANTS) +
+        try:
+            t = benchmark(name, args.repeat, args.device, args.amp)
+        except RuntimeError as err:  # e.g. mmcv's CPU nms has no bfloat16 kernel
+            print(f'{name:<20}failed: {str(err).splitlines()[0]}')
+            continue
+        print(f'{name:<20}' + ''.join(f'{t[k] * 1e3:>8.1f}ms' for k in VARIANTS) +
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
               f'{t["mmdist"] / (t["student"] + t["folded"]):>14.3f}'
               f'{t["mmdist"] / t["joint"]:>14.3f}{t["mmdist"] / t["naive"]:>14.3f}')
-    print(f'\n{"validation":<18}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
+    print(f'\n{"validation (fp32)":<20}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
     for name in args.models:
-        t = benchmark_validation(name, args.repeat)
-        print(f'{name:<18}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
+        t = benchmark_validation(name, args.repeat, args.device)
+        print(f'{name:<20}{t["plain"] * 1e3:>8.1f}ms{t["paired"] * 1e3:>8.1f}ms'
               f'{t["paired"] / t["plain"]:>14.3f}')
     if args.memory:
-        print(f'\n{"peak extra memory":<18}' + ''.join(f'{k:>10}' for k in VARIANTS) +
+        print(f'\n{"peak extra memory":<20}' + ''.join(f'{k:>10}' for k in VARIANTS) +
               f'{"mmdist/student":>16}{"mmdist/joint":>14}')
         for name in args.models:
-            m = benchmark_memory(name)
-            print(f'{name:<18}' + ''.join(f'{m[k] / 2**20:>8.1f}MB' for k in VARIANTS) +
+            m = benchmark_memory(name, args.device, args.amp)
+            print(f'{name:<20}' + ''.join(f'{m[k] / 2**20:>8.1f}MB' for k in VARIANTS) +
                   f'{m["mmdist"] / m["student"]:>16.3f}{m["mmdist"] / m["joint"]:>14.3f}')
 
 
