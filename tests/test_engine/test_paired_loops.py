@@ -18,7 +18,8 @@ from segmentation_helpers import data_overrides as seg_data
 from segmentation_helpers import write_segmentation_configs
 
 from mmdist.datasets import make_coco_shapes
-from mmdist.engine.runner.paired_loops import PairedEvaluation, _PixelSpace
+from mmdist.engine.runner.paired_loops import PairedEvaluation
+from mmdist.evaluation.input_perturbation import PixelSpace, discrepancy, pgd_attack
 from mmdist.models.utils.teacher import build_teacher
 from mmdist.registry import MODELS
 
@@ -187,13 +188,14 @@ def test_pgd_ascends_the_teacher_student_divergence(seg):
     paired = PairedEvaluation(SimpleNamespace(model=model), 'test_cfg', 'mmdist.PairedTestLoop',
                               dict(eps=2.0, pgd=dict(steps=3)), allow_pgd=True)
     assert paired.perturbation['pgd'] == dict(steps=3, step_size=2.5 * 2.0 / 3, num_batches=1)
-    space = _PixelSpace(model.data_preprocessor, inputs, samples)
+    space = PixelSpace(model.data_preprocessor, inputs, samples)
     start = (torch.rand(inputs.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 2.0
     with torch.no_grad():
-        before = paired._discrepancy(space.apply(start), samples, 'seg')
-    delta = paired._pgd(space, start, samples, paired.perturbation['pgd'])
+        before = discrepancy(model, space.apply(start), samples, 'seg')
+    delta = pgd_attack(model, space, start, samples, paired.perturbation['eps'],
+                       paired.perturbation['pgd'], 'seg')
     with torch.no_grad():
-        after = paired._discrepancy(space.apply(delta), samples, 'seg')
+        after = discrepancy(model, space.apply(delta), samples, 'seg')
     assert delta.abs().max() <= 2.0 and not delta.requires_grad
     assert after > before * 1.05, (float(before), float(after))
 
@@ -301,7 +303,7 @@ def test_pixel_space_noise_stays_in_the_ball_and_the_image():
     raw[0, :, 0, 1] = 255.0
     mean, std = Preprocessor.mean.view(1, 3, 1, 1), Preprocessor.std.view(1, 3, 1, 1)
     inputs = (raw - mean) / std
-    space = _PixelSpace(Preprocessor(), inputs, [Sample(6, 8), Sample(4, 5)])
+    space = PixelSpace(Preprocessor(), inputs, [Sample(6, 8), Sample(4, 5)])
     delta = (torch.rand(inputs.shape, generator=g) * 2 - 1) * 4.0
     delta[0, :, 0, :2] = torch.tensor([-4.0, 4.0])
     out = space.apply(delta)

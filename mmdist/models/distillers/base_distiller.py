@@ -40,6 +40,14 @@ def build_loss(cfg: dict, key: str, activation: str, reason: str) -> nn.Module:
     return loss
 
 
+def metainfo_copies(data_samples: Optional[List]) -> Optional[List]:
+    """New data samples holding only the metainfo of ``data_samples`` (for a ``predict``
+    that must not write into the batch's own samples)."""
+    if data_samples is None:
+        return None
+    return [type(sample)(metainfo=sample.metainfo) for sample in data_samples]
+
+
 def _pad_divisor(preprocessor: nn.Module) -> Optional[int]:
     return getattr(preprocessor, 'pad_size_divisor', None) or getattr(
         preprocessor, 'size_divisor', None)
@@ -154,11 +162,9 @@ class BaseDistiller(BaseModel):
             One data sample per image with the teacher's prediction fields
             (e.g. ``pred_instances``; ``seg_logits`` and ``pred_sem_seg``).
         """
-        samples = None if data_samples is None else [
-            type(sample)(metainfo=sample.metainfo) for sample in data_samples
-        ]
         with torch.no_grad():
-            return self.teacher.predict(self.teacher_inputs(inputs, data_samples), samples)
+            return self.teacher.predict(self.teacher_inputs(inputs, data_samples),
+                                        metainfo_copies(data_samples))
 
     # ----------------------------------------------------------------- forward modes
     def forward(self,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 CHANNEL_SWITCHES = ('_channel_conversion', 'channel_conversion', 'to_rgb')
 
 
-def _normalization(preprocessor: nn.Module, channels: int):
+def normalization_of(preprocessor: nn.Module, channels: int):
     """(mean, std, swaps_channels) of an mmengine/mmdet/mmseg/mmpretrain preprocessor."""
     swap = any(bool(getattr(preprocessor, name, False)) for name in CHANNEL_SWITCHES)
     if getattr(preprocessor, '_enable_normalize', False):
@@ -45,8 +45,8 @@ class TeacherInputAdapter(nn.Module):
     def __init__(self, student_preprocessor: nn.Module, teacher_preprocessor: nn.Module,
                  channels: int = 3) -> None:
         super().__init__()
-        mean_s, std_s, swap_s = _normalization(student_preprocessor, channels)
-        mean_t, std_t, swap_t = _normalization(teacher_preprocessor, channels)
+        mean_s, std_s, swap_s = normalization_of(student_preprocessor, channels)
+        mean_t, std_t, swap_t = normalization_of(teacher_preprocessor, channels)
         perm = torch.arange(channels)
         if swap_s != swap_t:
             perm = perm.flip(0)
