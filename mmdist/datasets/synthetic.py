@@ -5,7 +5,8 @@
   ``annotations/instances_<split>.json``).
 * :func:`make_cityscapes_shapes`: Cityscapes segmentation
   (``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
-  ``gtFine/<split>/<city>/*_gtFine_labelTrainIds.png``, 255 = ignore).
+  ``gtFine/<split>/<city>/*_gtFine_labelTrainIds.png``, 255 = ignore, and the
+  ``*_gtFine_labelIds.png`` / ``*_instanceIds.png`` the official evaluation reads).
 
 Images show filled shapes (one class per shape kind, :data:`SHAPE_CLASSES`) of several
 sizes and colours on a noisy gradient background, later shapes occluding earlier ones.
@@ -247,6 +248,13 @@ def make_coco_shapes(root: str,
     return out
 
 
+#: Cityscapes label id of train ids 0-18 (cityscapesscripts' ``labels.py``); ignored
+#: pixels (train id 255) get id 0, "unlabeled".
+CITYSCAPES_LABEL_IDS = np.zeros(256, np.uint8)
+CITYSCAPES_LABEL_IDS[:19] = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31,
+                             32, 33)
+
+
 def make_cityscapes_shapes(root: str,
                            splits: Optional[Dict[str, int]] = None,
                            image_size: Tuple[int, int] = (64, 128),
@@ -304,6 +312,11 @@ def make_cityscapes_shapes(root: str,
             stem = f'{city}_{idx:06d}_000019'
             cv2.imwrite(osp.join(img_dir, f'{stem}_leftImg8bit.png'), img)
             cv2.imwrite(osp.join(ann_dir, f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+            # As Cityscapes ships them, for the official evaluation: label ids, and
+            # instance ids, which equal them for classes without instances (ids 0-6).
+            for kind in ('labelIds', 'instanceIds'):
+                cv2.imwrite(osp.join(ann_dir, f'{stem}_gtFine_{kind}.png'),
+                            CITYSCAPES_LABEL_IDS[train_ids])
 
 
 def cityscapes_shapes_classes() -> Sequence[str]:
