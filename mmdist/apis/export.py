@@ -7,8 +7,11 @@ from typing import Dict, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
-from mmdist.utils.checkpoint import read_checkpoint
+from mmdist.registry import MODELS
+from mmdist.utils.checkpoint import CheckpointError, read_checkpoint
+from mmdist.utils.checkpoint_fit import fit_checkpoint
 
 STUDENT_PREFIX = 'student.'
 #: Checkpoint meta entries kept in the exported student (plain Python values only).
@@ -75,6 +78,19 @@ def student_checkpoint(checkpoint: Dict) -> Tuple[Dict, Dict[str, int]]:
     return dict(meta=meta, state_dict=student), dropped
 
 
+def check_student_fits(plain_cfg: Config, state_dict: Dict, checkpoint: str) -> None:
+    """Build the plain student of ``plain_cfg`` and check that ``state_dict`` is exactly its
+    weights (same keys and shapes); the error names the keys that differ."""
+    with DefaultScope.overwrite_default_scope(plain_cfg.get('default_scope')):
+        model = MODELS.build(plain_cfg.model)
+    fit = fit_checkpoint(model.state_dict(), state_dict)
+    if fit.missing or fit.mismatched or fit.unexpected:
+        raise CheckpointError(
+            f'checkpoint: the student weights of {checkpoint!r} are not those of the config\'s '
+            f'model.student ({plain_cfg.model.get("type")}): {fit.describe()}. Export a '
+            'checkpoint with the distillation config it was trained with')
+
+
 def export_student(config: str, checkpoint: str, out_dir: str,
                    name: str = None) -> Tuple[str, str, Dict[str, int]]:
     """Write ``<out_dir>/<name>.pth`` (student weights) and ``<name>.py`` (plain config).
@@ -91,6 +107,7 @@ def export_student(config: str, checkpoint: str, out_dir: str,
     cfg = Config.fromfile(config)
     plain_cfg = student_config(cfg)
     exported, dropped = student_checkpoint(read_checkpoint(checkpoint, map_location='cpu'))
+    check_student_fits(plain_cfg, exported['state_dict'], checkpoint)
     exported['meta']['cfg'] = plain_cfg.pretty_text
     name = name or osp.splitext(osp.basename(checkpoint))[0] + '_student'
     os.makedirs(out_dir, exist_ok=True)

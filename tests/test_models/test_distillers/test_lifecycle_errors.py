@@ -1,15 +1,20 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast."""
+"""Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast,
+the random-teacher opt-in, checkpoints that do not fit."""
 import pytest
 import torch
 from conftest import load_tool
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import load_checkpoint
 from mmengine.runner.amp import autocast
 from segmentation_helpers import write_segmentation_configs
 
+from mmdist.models.distillers import SegmentationDistiller
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.utils import CheckpointError
 
 
 @pytest.fixture(scope='module')
@@ -67,3 +72,42 @@ def test_amp_flag_selects_amp_optim_wrapper(seg, tmp_path):
     ])
     assert runner.cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert runner.cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+def test_random_teacher_needs_an_explicit_opt_in(seg):
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.teacher_ckpt = None
+    with pytest.raises(ValueError, match="^teacher_ckpt: None would distil from a randomly "
+                       r"initialised teacher.*teacher_ckpt='random-init'"):
+        build(cfg)
+    cfg.model.teacher_ckpt = RANDOM_TEACHER
+    assert isinstance(build(cfg), SegmentationDistiller)
+
+
+def test_plain_student_checkpoint_loads_into_the_student(seg, tmp_path):
+    """``load_from`` / the test checkpoint may be a plain (e.g. exported) student."""
+    cfg = Config.fromfile(seg['config'])
+    torch.manual_seed(1)
+    source = build(cfg).student.state_dict()
+    torch.manual_seed(2)
+    target = build(cfg)
+    assert not all(torch.equal(target.student.state_dict()[k], v) for k, v in source.items())
+    plain = str(tmp_path / 'plain_student.pth')
+    torch.save({'meta': {}, 'state_dict': source}, plain)
+    load_checkpoint(target, plain, map_location='cpu')  # strict=False, as mmengine's Runner
+    loaded = target.student.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.items())
+
+
+def test_checkpoint_that_does_not_fit_the_student_is_an_error(seg, tmp_path):
+    model = build(Config.fromfile(seg['config']))
+    # The teacher's checkpoint (another width): keys map onto the student, shapes do not.
+    with pytest.raises(CheckpointError, match=r'does not fit its student EncoderDecoder: \d+ of '
+                       r"\d+ tensors fit; .*other shape 'student\.backbone\."):
+        load_checkpoint(model, seg['teacher_ckpt'], map_location='cpu')
+    unrelated = str(tmp_path / 'unrelated.pth')
+    torch.save({'state_dict': {'student.head.fc.weight': torch.ones(2, 2)}}, unrelated)
+    with pytest.raises(CheckpointError, match=r"0 of \d+ tensors fit; missing "
+                       r"'student\.backbone\..*not in the model 'student\.head\.fc\.weight'"):
+        load_checkpoint(model, unrelated, map_location='cpu')
+
