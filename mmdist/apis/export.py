@@ -6,7 +6,7 @@ import os.path as osp
 from typing import Dict, Tuple
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 
 from mmdist.registry import MODELS
@@ -17,19 +17,51 @@ STUDENT_PREFIX = 'student.'
 #: Checkpoint meta entries kept in the exported student (plain Python values only).
 KEPT_META = ('dataset_meta', 'epoch', 'iter', 'mmengine_version', 'seed', 'experiment_name',
              'time')
+#: mmdist data preprocessors of students -> (the plain class the exported student uses,
+#: the training-only arguments it drops). The plain class does the same at test time.
+PLAIN_DATA_PREPROCESSORS = {
+    'mmdist.BatchMixSegDataPreprocessor': ('SegDataPreProcessor', ('batch_augments', )),
+}
+
+
+def _plain_data_preprocessor(model: ConfigDict) -> None:
+    """In place: an mmdist data preprocessor of ``model`` -> its plain library class."""
+    preprocessor = model.get('data_preprocessor')
+    if preprocessor is None or preprocessor.get('type') not in PLAIN_DATA_PREPROCESSORS:
+        return
+    plain_type, dropped = PLAIN_DATA_PREPROCESSORS[preprocessor['type']]
+    model.data_preprocessor = ConfigDict(
+        {k: v for k, v in preprocessor.items() if k not in dropped}, type=plain_type)
+
+
+def _mmdist_types(cfg, key: str):
+    """``(key, type)`` of every ``type='mmdist.*'`` inside ``cfg`` (nested dicts/lists)."""
+    if isinstance(cfg, dict):
+        if str(cfg.get('type', '')).startswith('mmdist.'):
+            yield key, cfg['type']
+        for name, value in cfg.items():
+            yield from _mmdist_types(value, f'{key}.{name}')
+    elif isinstance(cfg, (list, tuple)):
+        for i, value in enumerate(cfg):
+            yield from _mmdist_types(value, f'{key}[{i}]')
 
 
 def student_config(cfg: Config) -> Config:
     """The distillation config with ``model`` replaced by its student, mmdist removed.
 
-    ``custom_imports`` of mmdist and mmdist's own hooks are dropped, so the result needs
-    only the student's library; ``load_from`` / ``resume`` are cleared.
+    ``custom_imports`` of mmdist and mmdist's own hooks are dropped and mmdist's data
+    preprocessors become their plain class (:data:`PLAIN_DATA_PREPROCESSORS`), so the
+    result needs only the student's library; ``load_from`` / ``resume`` are cleared.
     """
     if 'student' not in cfg.model:
         raise ValueError(f'model: {cfg.model.get("type")!r} is not an mmdist distiller '
                          '(no `model.student`)')
     plain = copy.deepcopy(cfg)
     plain.model = copy.deepcopy(cfg.model.student)
+    _plain_data_preprocessor(plain.model)
+    for key, type_name in _mmdist_types(plain.model, 'model.student'):
+        raise ValueError(f'{key}: {type_name!r} is an mmdist module without a plain '
+                         'mmdet/mmseg equivalent; the exported student cannot use it')
     imports = plain.get('custom_imports')
     if imports is not None:
         kept = [m for m in imports.get('imports', []) if m.split('.')[0] != 'mmdist']

@@ -104,11 +104,16 @@ class BaseDistiller(BaseModel):
                       'into their convolutions', 'current', level=logging.INFO)
         # A plain attribute, not a registered submodule (see the class docstring).
         object.__setattr__(self, 'teacher', teacher)
+        self._check_pair()
         self._check_padding()
         self.teacher_input_adapter = TeacherInputAdapter(student_model.data_preprocessor,
                                                          teacher.data_preprocessor)
         # Plain student checkpoints load into `student.`; one that fits too little is an error.
         register_student_checkpoint_hook(self)
+
+    def _check_pair(self) -> None:
+        """Task-specific checks of the student/teacher pair (e.g. supported heads); they
+        run before the generic ones, so an unsupported model is the error reported."""
 
     def _check_padding(self) -> None:
         student_div = _pad_divisor(self.student.data_preprocessor)

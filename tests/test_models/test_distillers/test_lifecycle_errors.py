@@ -1,9 +1,10 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast,
-the random-teacher opt-in, checkpoints that do not fit."""
+the random-teacher opt-in, checkpoints that do not fit, the order of build-time checks."""
 import pytest
 import torch
 from conftest import load_tool
+from detection_helpers import write_retinanet_configs
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
@@ -111,3 +112,17 @@ def test_checkpoint_that_does_not_fit_the_student_is_an_error(seg, tmp_path):
                        r"'student\.backbone\..*not in the model 'student\.head\.fc\.weight'"):
         load_checkpoint(model, unrelated, map_location='cpu')
 
+
+def test_detr_student_gets_the_unsupported_head_error_first(tmp_path, coco_root):
+    """Not the padding check it would fail next (DETR pads to 1, the teacher to 32)."""
+    retina = write_retinanet_configs(str(tmp_path), coco_root)
+    detr = Config.fromstring("_base_ = ['mmdet::detr/detr_r50_8xb2-150e_coco.py']\n",
+                             '.py').model
+    detr.backbone.update(depth=18, init_cfg=None)
+    detr.neck.in_channels = [512]
+    assert detr.data_preprocessor.pad_size_divisor == 1
+    cfg = Config.fromfile(retina['config'])
+    cfg.model.student = detr
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(TypeError, match='^model.student: head DETRHead is not supported'):
+            MODELS.build(cfg.model)
