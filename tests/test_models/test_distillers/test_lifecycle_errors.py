@@ -1,6 +1,8 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast,
 the random-teacher opt-in, checkpoints that do not fit, the order of build-time checks."""
+import os
+
 import pytest
 import torch
 from conftest import load_tool
@@ -111,6 +113,40 @@ def test_checkpoint_that_does_not_fit_the_student_is_an_error(seg, tmp_path):
     with pytest.raises(CheckpointError, match=r"0 of \d+ tensors fit; missing "
                        r"'student\.backbone\..*not in the model 'student\.head\.fc\.weight'"):
         load_checkpoint(model, unrelated, map_location='cpu')
+
+
+class _TouchMarker:
+    """A pickle that runs ``touch MARKER`` when unpickled with full pickle."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_poisoned_pretrained_weights_are_refused_for_student_and_teacher(seg, tmp_path,
+                                                                          monkeypatch):
+    """The issue's reproduction: a pickle that runs code, planted in torch hub's cache
+    where ``torchvision://resnet18`` is read from (the stock students' init_cfg)."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.delenv('MMDIST_ALLOW_PICKLE_CHECKPOINTS', raising=False)
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'resnet18-f37072fd.pth'
+    cached.parent.mkdir(parents=True)
+    marker = tmp_path / 'MARKER'
+    torch.save({'state_dict': {}, 'x': _TouchMarker(marker)}, str(cached))
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.student.backbone.init_cfg = dict(type='Pretrained',
+                                               checkpoint='torchvision://resnet18')
+    model = build(cfg)
+    with pytest.raises(CheckpointError, match="^checkpoint 'torchvision://resnet18' .*"
+                       'resnet18-f37072fd.pth.*outside the weights_only allow-list'):
+        model.init_weights()  # the runner does this before training
+    cfg.model.teacher_ckpt = 'torchvision://resnet18'
+    with pytest.raises(CheckpointError, match="^teacher_ckpt: checkpoint 'torchvision://"
+                       "resnet18' .*outside the weights_only allow-list"):
+        build(cfg)
+    assert not marker.exists()
 
 
 def test_detr_student_gets_the_unsupported_head_error_first(tmp_path, coco_root):
