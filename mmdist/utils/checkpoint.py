@@ -115,20 +115,22 @@ _swap_depth = 0
 
 
 def _describe(f: Any) -> str:
-    """``checkpoint 'x.pth'``, or ``checkpoint 'torchvision://x' (read from '/cache/x.pth')``."""
+    """``'x.pth'``, or ``'torchvision://x' (read from '/cache/x.pth')`` for a scheme."""
     file = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else 'a stream'
     source = getattr(_loading, 'source', None)
     if source is None or file == repr(source):
-        return f'checkpoint {file}'
-    return f'checkpoint {source!r} (read from {file})'
+        return file
+    return f'{source!r} (read from {file})'
 
 
-def _refusal_reason(message: str) -> str:
-    """The line of torch's weights_only refusal that names the refused object."""
-    lines = [line.strip() for line in message.split('WeightsUnpickler error:')[-1].splitlines()
-             if line.strip()]
-    named = [line for line in lines if 'GLOBAL' in line or line.startswith('refusing')]
-    return (named or lines or [message])[0]
+def _refused_object(message: str) -> Optional[str]:
+    """The line of torch's weights_only error naming a refused object (a global or one of
+    :func:`history_buffer_getattr`'s refusals); None for other errors (a corrupt file)."""
+    for line in message.split('WeightsUnpickler error:')[-1].splitlines():
+        line = line.strip()
+        if 'GLOBAL' in line or line.startswith('refusing'):
+            return line
+    return None
 
 
 def policy_load(f: Any, map_location: Any = None, pickle_module: Any = None, *,
@@ -156,11 +158,11 @@ def policy_load(f: Any, map_location: Any = None, pickle_module: Any = None, *,
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
-        if safe and 'Weights only load failed' in str(err):  # torch's weights_only refusal
-            reason = _refusal_reason(str(err))
+        refused = _refused_object(str(err)) if safe else None
+        if refused is not None:
             raise CheckpointError(
-                f'{name} contains pickled objects outside the weights_only allow-list '
-                f'({reason}). If it is a legacy checkpoint you trust, load it with '
+                f'checkpoint {name} contains pickled objects outside the weights_only '
+                f'allow-list ({refused}). If it is a legacy checkpoint you trust, load it with '
                 f'{ALLOW_PICKLE_ENV}=1 (full pickle; see docs/run_lifecycle.md)') from err
         raise CheckpointError(f'{name} is not a readable PyTorch checkpoint: {err}') from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:

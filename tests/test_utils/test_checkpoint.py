@@ -83,6 +83,11 @@ def test_not_a_checkpoint(tmp_path):
         read_checkpoint(tensor_file)
     with pytest.raises(FileNotFoundError, match='does not exist'):
         read_checkpoint(str(tmp_path / 'nothing.pth'))
+    junk = tmp_path / 'junk.pth'
+    junk.write_text('not a checkpoint')
+    with pytest.raises(CheckpointError, match=r"^'.*junk\.pth' is not a readable PyTorch "
+                       'checkpoint'):
+        read_checkpoint(str(junk))
 
 
 def test_mmengine_loads_local_and_url_checkpoints_through_the_policy(tmp_path, monkeypatch):
