@@ -59,8 +59,9 @@ def student_config(cfg: Config) -> Config:
     plain = copy.deepcopy(cfg)
     plain.model = copy.deepcopy(cfg.model.student)
     _plain_data_preprocessor(plain.model)
-    for key, type_name in _mmdist_types(plain.model, 'model.student'):
-        raise ValueError(f'{key}: {type_name!r} is an mmdist module without a plain '
+    leftover = next(_mmdist_types(plain.model, 'model.student'), None)
+    if leftover is not None:
+        raise ValueError(f'{leftover[0]}: {leftover[1]!r} is an mmdist module without a plain '
                          'mmdet/mmseg equivalent; the exported student cannot use it')
     imports = plain.get('custom_imports')
     if imports is not None:
