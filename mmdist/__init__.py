@@ -3,9 +3,13 @@
 
 Components register lazily (``type='mmdist.<Name>'`` imports them on first use).
 Importing ``mmdist`` itself makes the ``mmdist::`` config scope resolvable and installs
-the checkpoint loading policy (``weights_only=True`` for local and URL checkpoints, with
-the types mmengine checkpoints need allow-listed; see ``mmdist.utils.checkpoint``).
+the checkpoint loading policy (``weights_only=True`` for every checkpoint mmengine loads,
+with the types mmengine checkpoints need allow-listed; see ``mmdist.utils.checkpoint``).
+It does not import mmdet, mmseg or mmpretrain: ``from mmdist import DISTLoss`` (and the
+other names of :data:`LAZY_EXPORTS`) imports ``mmdist.models`` on first use.
 """
+import importlib
+
 from mmengine.config.utils import MODULE2PACKAGE
 
 from .utils.checkpoint import install_checkpoint_policy
@@ -15,4 +19,20 @@ from .version import __version__
 MODULE2PACKAGE.setdefault('mmdist', 'mmdist')
 install_checkpoint_policy()
 
-__all__ = ['__version__']
+#: ``mmdist.<name>`` -> the module defining it, imported on first access.
+LAZY_EXPORTS = {
+    'DISTLoss': 'mmdist.models.losses',
+    'KDLoss': 'mmdist.models.losses',
+    'DetectionDistiller': 'mmdist.models.distillers',
+    'SegmentationDistiller': 'mmdist.models.distillers',
+    'ClassificationDistiller': 'mmdist.models.distillers',
+}
+
+
+def __getattr__(name: str):
+    if name in LAZY_EXPORTS:
+        return getattr(importlib.import_module(LAZY_EXPORTS[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['__version__', *LAZY_EXPORTS]

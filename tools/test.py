@@ -5,18 +5,25 @@ import os
 from typing import Dict, List, Optional
 
 from mmengine.config import DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import nn
 
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
 from mmdist.utils import (load_run_config, setup_cpu_distributed, shutdown_distributed,
                           validate_checkpoint)
+from mmdist.utils.checkpoint import CheckpointError, open_checkpoint
+from mmdist.utils.checkpoint_fit import fit_checkpoint, fit_student
 
 
 def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model with mmdist')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file or URL; on a distillation config also a plain (e.g. exported) '
+        'student checkpoint')
     parser.add_argument('--work-dir', help='the dir to save the evaluation results')
     parser.add_argument('--out', help='dump predictions to this pickle file')
     parser.add_argument(
@@ -36,6 +43,23 @@ def parse_args(argv: Optional[List[str]] = None):
     return args
 
 
+def check_checkpoint_fits(model: nn.Module, checkpoint: str) -> None:
+    """The test checkpoint must hold every tensor of the model tested (of a distiller: its
+    student, from a distillation or a plain student checkpoint), with the same shapes."""
+    if is_model_wrapper(model):
+        model = model.module
+    loaded = open_checkpoint(checkpoint)
+    state = dict(loaded.get('state_dict', loaded))
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    if hasattr(model, 'student') and hasattr(model, 'teacher'):  # an mmdist distiller
+        fit, tested = fit_student(model, state), f'the student of {type(model).__name__}'
+    else:
+        fit, tested = fit_checkpoint(model.state_dict(), state), type(model).__name__
+    if fit.missing or fit.mismatched:
+        raise CheckpointError(f'checkpoint: {checkpoint!r} does not fit the model to test '
+                              f'({tested}): {fit.describe()}')
+
+
 def build_runner(argv: Optional[List[str]] = None) -> Runner:
     """Parse the command line and build the test runner."""
     args = parse_args(argv)
@@ -51,9 +75,9 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
 
     setup_cpu_distributed(cfg)
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint)
+    return runner
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:

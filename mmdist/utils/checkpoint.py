@@ -5,31 +5,51 @@
   ``weights_only=True``, which refuses the non-tensor objects a training checkpoint holds
   (the message hub's ``HistoryBuffer`` with numpy arrays).
   :func:`allow_mmengine_checkpoint_types` allow-lists exactly those types.
-* mmengine downloads ``http(s)://`` checkpoints with ``torch.hub.load_state_dict_from_url``,
-  whose ``weights_only`` defaults to False (full pickle). :func:`install_checkpoint_policy`
-  replaces mmengine's local and http(s) loaders by :func:`read_checkpoint`, so teacher
-  checkpoints, ``load_from`` and ``resume`` all load with ``weights_only=True`` onto the
-  requested device, and a missing, unreadable or non-checkpoint file gives a clear error.
+* Every checkpoint mmengine loads (``load_from``, resume, ``init_cfg=Pretrained``, mmdet's
+  ``init_detector``, the teacher) goes through ``CheckpointLoader.load_checkpoint``, which
+  picks a loader by scheme: local path, ``http(s)://``, ``torchvision://``,
+  ``open-mmlab://``, ``mmcls://``, ``pavi://``, ``s3://``, ... Some of them end in a full
+  unpickle (``torch.hub.load_state_dict_from_url`` passes ``weights_only=False``).
+  :func:`install_checkpoint_policy` wraps that one entry point: while it runs,
+  ``torch.load`` is :func:`policy_load` whatever scheme loader (or ``torch.hub``) calls it;
+  mmengine's URL tables and torch hub's cache are used as they are.
+* It also replaces mmengine's local and ``http(s)://`` loaders: a missing or unreadable
+  file gives a clear error; a URL is downloaded with a bounded timeout
+  (``MMDIST_DOWNLOAD_TIMEOUT``) into a cache keyed by the whole URL, the file name's
+  SHA-256 suffix is checked as torch hub does, and each node downloads once (local rank 0)
+  while its other ranks wait.
 * Legacy checkpoints with other pickled objects load only when the user opts in with the
   environment variable ``MMDIST_ALLOW_PICKLE_CHECKPOINTS=1``; each such load warns.
 """
 import collections
+import contextlib
+import hashlib
+import http.client
 import importlib
 import os
 import os.path as osp
 import pickle
+import threading
+import uuid
 import warnings
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
+from urllib.error import URLError
+from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 import numpy as np
 import torch
-from mmengine.dist import get_dist_info
+from mmengine.dist import all_reduce, get_dist_info
 from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 #: Set to 1 to load checkpoints with full pickle (arbitrary code execution: trusted files only).
 ALLOW_PICKLE_ENV = 'MMDIST_ALLOW_PICKLE_CHECKPOINTS'
+#: Seconds a checkpoint download may go without receiving data (connect or read).
+DOWNLOAD_TIMEOUT_ENV = 'MMDIST_DOWNLOAD_TIMEOUT'
+DEFAULT_DOWNLOAD_TIMEOUT = 60.0
+URL_PREFIXES = ('http://', 'https://')
 
 #: HistoryBuffer pickles its statistic methods as ``getattr(HistoryBuffer, name)``.
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
@@ -84,8 +104,98 @@ def pickle_allowed() -> bool:
     return os.environ.get(ALLOW_PICKLE_ENV, '0').lower() in ('1', 'true', 'yes')
 
 
+# ----------------------------------------------------------------------------- torch.load
+#: torch's own ``torch.load``; mmdist puts :func:`policy_load` in its place only while a
+#: checkpoint loads through mmengine's ``CheckpointLoader`` (:func:`checkpoint_policy`).
+_TORCH_LOAD = torch.load
+#: ``.source``: the checkpoint (path, URL or scheme path) this thread is loading.
+_loading = threading.local()
+_swap_lock = threading.Lock()
+_swap_depth = 0
+
+
+def _describe(f: Any) -> str:
+    """``'x.pth'``, or ``'torchvision://x' (read from '/cache/x.pth')`` for a scheme."""
+    file = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else 'a stream'
+    source = getattr(_loading, 'source', None)
+    if source is None or file == repr(source):
+        return file
+    return f'{source!r} (read from {file})'
+
+
+def _refused_object(message: str) -> Optional[str]:
+    """The line of torch's weights_only error naming a refused object (a global or one of
+    :func:`history_buffer_getattr`'s refusals); None for other errors (a corrupt file)."""
+    for line in message.split('WeightsUnpickler error:')[-1].splitlines():
+        line = line.strip()
+        if 'GLOBAL' in line or line.startswith('refusing'):
+            return line
+    return None
+
+
+def policy_load(f: Any, map_location: Any = None, pickle_module: Any = None, *,
+                weights_only: Optional[bool] = None, mmap: Optional[bool] = None,
+                **pickle_load_args) -> Any:
+    """``torch.load`` under mmdist's policy, whatever ``weights_only`` the caller asked for.
+
+    Loads with ``weights_only=True`` (the types of :func:`mmengine_checkpoint_types`
+    allowed) unless the user opted in with ``MMDIST_ALLOW_PICKLE_CHECKPOINTS=1``; then with
+    full pickle and a warning. Same arguments as :func:`torch.load`.
+
+    Raises:
+        CheckpointError: pickled objects outside the allow-list (the message says how to opt
+            in), or not a readable PyTorch file; the message names the checkpoint.
+    """
+    name = _describe(f)
+    safe = not pickle_allowed()
+    if not safe:
+        warnings.warn(f'{ALLOW_PICKLE_ENV}=1: loading {name} with full pickle, which can run '
+                      'arbitrary code; do this only for files you trust')
+    try:
+        return _TORCH_LOAD(f, map_location=map_location,
+                           pickle_module=None if safe else pickle_module, weights_only=safe,
+                           mmap=mmap, **pickle_load_args)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        refused = _refused_object(str(err)) if safe else None
+        if refused is not None:
+            raise CheckpointError(
+                f'checkpoint {name} contains pickled objects outside the weights_only '
+                f'allow-list ({refused}). If it is a legacy checkpoint you trust, load it with '
+                f'{ALLOW_PICKLE_ENV}=1 (full pickle; see docs/run_lifecycle.md)') from err
+        raise CheckpointError(f'{name} is not a readable PyTorch checkpoint: {err}') from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f'{name} is not a readable PyTorch checkpoint: {err}') from err
+
+
+@contextlib.contextmanager
+def checkpoint_policy(source: str) -> Iterator[None]:
+    """While active, ``torch.load`` (called by anyone) is :func:`policy_load`.
+
+    ``source`` names the checkpoint in error messages (the outermost one when nested).
+    Other threads that call ``torch.load`` meanwhile get the policy too: stricter, never
+    looser.
+    """
+    global _swap_depth
+    previous = getattr(_loading, 'source', None)
+    _loading.source = previous if previous is not None else source
+    with _swap_lock:
+        if _swap_depth == 0:
+            torch.load = policy_load
+        _swap_depth += 1
+    try:
+        yield
+    finally:
+        with _swap_lock:
+            _swap_depth -= 1
+            if _swap_depth == 0:
+                torch.load = _TORCH_LOAD
+        _loading.source = previous
+
+
 def read_checkpoint(path: str, map_location: Optional[str] = 'cpu', mmap: bool = False) -> dict:
-    """Load a local checkpoint with ``weights_only=True`` (unless opted out) and check it.
+    """Load a local checkpoint with :func:`policy_load` and check that it is a dict.
 
     Args:
         path: local file.
@@ -103,65 +213,193 @@ def read_checkpoint(path: str, map_location: Optional[str] = 'cpu', mmap: bool =
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    weights_only = not pickle_allowed()
-    if not weights_only:
-        warnings.warn(f'{ALLOW_PICKLE_ENV}=1: loading {path!r} with full pickle, which can run '
-                      'arbitrary code; do this only for files you trust')
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only,
-                                mmap=mmap)
-    except pickle.UnpicklingError as err:
-        refused_objects = ('Unsupported global', 'allowlisted via `add_safe_globals`')
-        if weights_only and any(marker in str(err) for marker in refused_objects):
-            reason = str(err).split('WeightsUnpickler error:')[-1].strip().splitlines()[0]
-            raise CheckpointError(
-                f'checkpoint {path!r} contains pickled objects outside the weights_only '
-                f'allow-list ({reason}). If it is a legacy checkpoint you trust, load it with '
-                f'{ALLOW_PICKLE_ENV}=1 (full pickle; see docs/run_lifecycle.md)') from err
-        raise CheckpointError(f'{path!r} is not a readable PyTorch checkpoint: {err}') from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f'{path!r} is not a readable PyTorch checkpoint: {err}') from err
+    checkpoint = policy_load(path, map_location=map_location, mmap=mmap)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path!r} holds a {type(checkpoint).__name__}, not a '
                               'checkpoint dict (with a state_dict)')
     return checkpoint
 
 
-def validate_checkpoint(path: str, key: str) -> None:
-    """Fail before training if ``path`` (from config key ``key``) is not a usable checkpoint."""
+# ----------------------------------------------------------------------------- downloads
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is an ``http(s)://`` URL."""
+    return isinstance(path, str) and path.startswith(URL_PREFIXES)
+
+
+def download_timeout() -> float:
+    """Seconds without data before a download fails (``MMDIST_DOWNLOAD_TIMEOUT``, default 60)."""
+    value = os.environ.get(DOWNLOAD_TIMEOUT_ENV)
+    if value is None:
+        return DEFAULT_DOWNLOAD_TIMEOUT
+    try:
+        timeout = float(value)
+    except ValueError:
+        timeout = float('nan')
+    if not timeout > 0:
+        raise ValueError(f'{DOWNLOAD_TIMEOUT_ENV} must be a number of seconds > 0, got {value!r}')
+    return timeout
+
+
+def local_rank() -> int:
+    """This process's rank on its node (``LOCAL_RANK``, set by torchrun, slurm and the tools)."""
+    return int(os.environ.get('LOCAL_RANK', 0))
+
+
+def url_cache_path(url: str) -> str:
+    """``<torch hub dir>/checkpoints/mmdist/<first 16 hex of sha256(url)>/<file name>``.
+
+    Keyed by the whole URL: ``.../a/teacher.pth`` and ``.../b/teacher.pth`` never share a
+    file. ``TORCH_HOME`` moves the hub dir (``torch.hub.get_dir``).
+    """
+    name = osp.basename(urlparse(url).path) or 'checkpoint.pth'
+    key = hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]
+    return osp.join(torch.hub.get_dir(), 'checkpoints', 'mmdist', key, name)
+
+
+def _download(url: str, dst: str, timeout: float) -> None:
+    """Download ``url`` to ``dst`` through a temporary file; check the name's hash suffix.
+
+    A file name ``name-<hex>.ext`` (torch hub's and OpenMMLab's convention) must have a
+    SHA-256 starting with ``<hex>``. Only a complete, verified file is renamed to ``dst``.
+    """
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    match = torch.hub.HASH_REGEX.search(osp.basename(dst))
+    expected = match.group(1) if match else ''
+    partial = f'{dst}.{uuid.uuid4().hex}.partial'
+    sha256 = hashlib.sha256()
+    no_data = (f'downloading {url!r}: no data for {timeout:g} s (set {DOWNLOAD_TIMEOUT_ENV}'
+               '=SECONDS to wait longer)')
+    print_log(f'downloading {url} to {dst}', 'current')
     try:
         try:
-            read_checkpoint(path, map_location='cpu', mmap=True)
+            request = Request(url, headers={'User-Agent': 'mmdist'})
+            with urlopen(request, timeout=timeout) as response, open(partial, 'wb') as out:
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    sha256.update(chunk)
+        except TimeoutError as err:
+            raise CheckpointError(no_data) from err
+        except URLError as err:  # also HTTPError; a connect timeout arrives wrapped
+            if isinstance(err.reason, TimeoutError):
+                raise CheckpointError(no_data) from err
+            raise CheckpointError(f'downloading {url!r} failed: {err}') from err
+        except (OSError, http.client.HTTPException) as err:
+            raise CheckpointError(f'downloading {url!r} failed: {err!r}') from err
+        digest = sha256.hexdigest()
+        if not digest.startswith(expected):
+            raise CheckpointError(
+                f'downloaded {url!r} has SHA-256 {digest[:max(len(expected), 8)]}..., but its '
+                f'file name says {expected!r}: a corrupt or wrong file (not cached)')
+        os.replace(partial, dst)
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of ``url`` in :func:`url_cache_path`, downloaded once per node.
+
+    In a distributed run, local rank 0 of each node downloads it (unless cached) while the
+    node's other ranks wait; a failed download on any rank fails every rank.
+
+    Raises:
+        CheckpointError: the download failed, timed out (``MMDIST_DOWNLOAD_TIMEOUT``) or
+            does not match the hash in its file name.
+    """
+    timeout = download_timeout()
+    cached = url_cache_path(url)
+    _, world_size = get_dist_info()
+    error = None
+    if (world_size == 1 or local_rank() == 0) and not osp.isfile(cached):
+        try:
+            _download(url, cached, timeout)
         except CheckpointError as err:
-            if 'mmap' not in str(err):
-                raise
-            read_checkpoint(path, map_location='cpu')  # legacy (non-zip) format
-    except (FileNotFoundError, CheckpointError) as err:
-        raise type(err)(f'{key}: {err}') from err
+            error = err
+    if world_size > 1:  # the ranks that did not download wait here for those that did
+        failed = torch.tensor([int(error is not None)])
+        all_reduce(failed)
+        if error is None and failed.item():
+            raise CheckpointError(f'downloading {url!r} failed on {failed.item()} other '
+                                  'rank(s); see their log')
+    if error is not None:
+        raise error
+    return cached
 
 
+# ----------------------------------------------------------------------------- mmengine
 def load_from_local(filename: str, map_location=None) -> dict:
     """mmengine scheme loader for local paths (replaces mmengine's)."""
     return read_checkpoint(filename, map_location=map_location)
 
 
 def load_from_http(filename: str, map_location=None) -> dict:
-    """mmengine scheme loader for http(s) URLs: download once (rank 0), then read safely."""
-    model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(filename.split('?')[0]))
-    rank, world_size = get_dist_info()
-    if rank == 0 and not osp.isfile(cached):
-        os.makedirs(model_dir, exist_ok=True)
-        print_log(f'downloading {filename} to {cached}', 'current')
-        torch.hub.download_url_to_file(filename, cached, progress=False)
-    if world_size > 1:
-        torch.distributed.barrier()
-    return read_checkpoint(cached, map_location=map_location)
+    """mmengine scheme loader for ``http(s)://`` URLs (replaces mmengine's)."""
+    return read_checkpoint(download_checkpoint(filename), map_location=map_location)
+
+
+def open_checkpoint(path: str) -> dict:
+    """Read checkpoint ``path`` (local file, URL or any mmengine scheme) under the policy;
+    local files and downloads are memory-mapped where their format allows (cheap checks).
+
+    Raises:
+        FileNotFoundError, CheckpointError: as :func:`read_checkpoint` and
+            :func:`download_checkpoint`.
+    """
+    if is_url(path):
+        path = download_checkpoint(path)
+    elif CheckpointLoader._get_checkpoint_loader(path) is not load_from_local:
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f'{path!r} holds a {type(checkpoint).__name__}, not a '
+                                  'checkpoint dict (with a state_dict)')
+        return checkpoint
+    try:
+        return read_checkpoint(path, map_location='cpu', mmap=True)
+    except CheckpointError as err:
+        if 'mmap' not in str(err):
+            raise
+        return read_checkpoint(path, map_location='cpu')  # legacy (non-zip) format
+
+
+def validate_checkpoint(path: str, key: str) -> None:
+    """Fail before training if ``path`` (from config key ``key``) is not a usable checkpoint.
+
+    Local files and ``http(s)://`` URLs (downloaded into the cache now) are read with the
+    policy. Other schemes (``torchvision://``, ``s3://``, ...) are read, under the same
+    policy, when the run loads them.
+    """
+    if is_url(path):
+        if get_dist_info()[1] == 1 and local_rank() != 0:
+            # A launched rank before its process group exists: local rank 0 downloads and
+            # checks; this rank waits for that download when the model loads the checkpoint.
+            return
+    elif CheckpointLoader._get_checkpoint_loader(path) is not load_from_local:
+        return
+    try:
+        open_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise type(err)(f'{key}: {err}') from err
+
+
+def _load_checkpoint_under_policy(cls, filename, map_location=None, logger='current'):
+    """``CheckpointLoader.load_checkpoint`` (any scheme) with :func:`policy_load` as
+    ``torch.load``."""
+    with checkpoint_policy(filename):
+        return _MMENGINE_LOAD_CHECKPOINT(cls, filename, map_location, logger)
+
+
+#: mmengine's own ``CheckpointLoader.load_checkpoint`` (the scheme dispatch).
+_MMENGINE_LOAD_CHECKPOINT = getattr(CheckpointLoader.load_checkpoint, '_mmengine_original',
+                                    CheckpointLoader.load_checkpoint.__func__)
+_load_checkpoint_under_policy._mmengine_original = _MMENGINE_LOAD_CHECKPOINT
 
 
 def install_checkpoint_policy() -> None:
-    """Make mmengine load local and http(s) checkpoints through :func:`read_checkpoint`."""
+    """Make every checkpoint mmengine loads, of any scheme, follow :func:`policy_load`."""
     allow_mmengine_checkpoint_types()
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
-                                     force=True)
+    CheckpointLoader.register_scheme(prefixes=URL_PREFIXES, loader=load_from_http, force=True)
+    CheckpointLoader.load_checkpoint = classmethod(_load_checkpoint_under_policy)

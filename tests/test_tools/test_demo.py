@@ -15,6 +15,7 @@ from mmengine.registry import DefaultScope
 from mmdist.demo import ROLES
 from mmdist.demo.console import format_duration
 from mmdist.demo.paths import demo_config
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 
 ROW_NAMES = ('teacher', 'student', 'student + KD', 'student + DIST')
@@ -125,7 +126,7 @@ def test_distilled_student_starts_from_the_baseline_initialisation(task):
     scope = 'mmdet' if task == 'det' else 'mmseg'
     student_cfg = Config.fromfile(demo_config(f'{task}_student.py'))
     dist_cfg = Config.fromfile(demo_config(f'{task}_student_dist.py'))
-    dist_cfg.model.teacher_ckpt = None  # the teacher's weights do not matter here
+    dist_cfg.model.teacher_ckpt = RANDOM_TEACHER  # the teacher's weights do not matter here
     with DefaultScope.overwrite_default_scope(scope):
         torch.manual_seed(3)
         alone = MODELS.build(student_cfg.model)

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from segmentation_helpers import write_segmentation_configs
 
+from mmdist.datasets import SHAPE_CLASSES
 from mmdist.registry import MODELS
 
 
@@ -67,13 +68,16 @@ def test_export_retinanet_student(tmp_path, coco_root):
     code = ('import sys, torch; from mmdet.apis import init_detector, inference_detector\n'
             'm = init_detector(sys.argv[1], sys.argv[2], device="cpu")\n'
             'r = inference_detector(m, sys.argv[3]).pred_instances\n'
-            'torch.save({"b": r.bboxes, "s": r.scores, "l": r.labels}, sys.argv[4])\n'
+            'torch.save({"b": r.bboxes, "s": r.scores, "l": r.labels,\n'
+            '            "classes": list(m.dataset_meta["classes"])}, sys.argv[4])\n'
             'assert "mmdist" not in sys.modules\n')
     out = str(tmp_path / 'plain.pt')
     result = subprocess.run([sys.executable, '-c', code, student_cfg, student_ckpt, image, out],
                             capture_output=True, text=True, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     plain = torch.load(out)
+    # init_detector takes the class names from the exported meta (without them: COCO's).
+    assert tuple(plain['classes']) == SHAPE_CLASSES
 
     from mmdet.apis import inference_detector
     distiller = distiller_from(config, ckpt, 'mmdet')

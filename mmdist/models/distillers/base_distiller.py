@@ -9,9 +9,10 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
+from mmdist.utils.checkpoint_fit import register_student_checkpoint_hook
 from ..utils.conv_bn import fold_batch_norms
 from ..utils.input_adapter import TeacherInputAdapter, img_shapes_of
-from ..utils.teacher import ConfigSource, build_teacher
+from ..utils.teacher import ConfigSource, build_teacher, check_teacher_ckpt
 
 
 def build_component(cfg: dict, key: str) -> nn.Module:
@@ -65,7 +66,9 @@ class BaseDistiller(BaseModel):
     Args:
         student: config of the student model (e.g. ``{{_base_.model}}``).
         teacher_cfg: teacher config path, ``pkg::`` path or dict.
-        teacher_ckpt: teacher checkpoint path or URL (loaded onto CPU).
+        teacher_ckpt: teacher checkpoint path or URL (loaded onto CPU); ``'random-init'``
+            (:data:`~mmdist.models.utils.teacher.RANDOM_TEACHER`) keeps random teacher
+            weights on purpose; ``None`` is an error.
         teacher_cfg_options: overrides of the teacher config.
         teacher_strict: error on missing/unexpected checkpoint keys when True.
         teacher_fuse_conv_bn: fold the teacher's eval-mode BatchNorms into the
@@ -90,6 +93,7 @@ class BaseDistiller(BaseModel):
         if not isinstance(teacher_fuse_conv_bn, bool):
             raise TypeError('model.teacher_fuse_conv_bn: expected True or False, got '
                             f'{teacher_fuse_conv_bn!r}')
+        check_teacher_ckpt(teacher_ckpt)
         if data_preprocessor is not None and 'data_preprocessor' not in student:
             student = dict(student, data_preprocessor=data_preprocessor)
         student_model = build_component(student, 'model.student')
@@ -108,9 +112,16 @@ class BaseDistiller(BaseModel):
                       'into their convolutions', 'current', level=logging.INFO)
         # A plain attribute, not a registered submodule (see the class docstring).
         object.__setattr__(self, 'teacher', teacher)
+        self._check_pair()
         self._check_padding()
         self.teacher_input_adapter = TeacherInputAdapter(student_model.data_preprocessor,
                                                          teacher.data_preprocessor)
+        # Plain student checkpoints load into `student.`; one that fits too little is an error.
+        register_student_checkpoint_hook(self)
+
+    def _check_pair(self) -> None:
+        """Task-specific checks of the student/teacher pair (e.g. supported heads); they
+        run before the generic ones, so an unsupported model is the error reported."""
 
     def _check_padding(self) -> None:
         student_div = _pad_divisor(self.student.data_preprocessor)

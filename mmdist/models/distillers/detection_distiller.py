@@ -67,7 +67,6 @@ class DetectionDistiller(BaseDistiller):
         super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
                          teacher_strict, data_preprocessor, init_cfg,
                          teacher_fuse_conv_bn=teacher_fuse_conv_bn)
-        self.two_stage = self._check_heads()
         if self.two_stage:
             expected = 'softmax'
             reason = 'the student RoI head (model.student.roi_head.bbox_head.loss_cls)'
@@ -94,6 +93,9 @@ class DetectionDistiller(BaseDistiller):
             self.mimic = FeatureMimic(s_channels, t_channels, num_levels=s_levels, **mimic)
 
     # ----------------------------------------------------------------- build-time checks
+    def _check_pair(self) -> None:
+        self.two_stage = self._check_heads()
+
     def _check_heads(self) -> bool:
         """Validate the student/teacher head pair; True for two-stage (RoI) distillation."""
         student, teacher = self.student, self.teacher

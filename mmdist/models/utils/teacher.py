@@ -12,8 +12,14 @@ from torch import nn
 
 from mmdist.registry import MODELS
 from mmdist.utils.checkpoint import CheckpointError
+from mmdist.utils.checkpoint_fit import MIN_FIT, fit_checkpoint
 
 ConfigSource = Union[str, dict, Config, ConfigDict]
+
+#: ``teacher_ckpt`` value that keeps the teacher's random initial weights on purpose (tests,
+#: smoke runs). ``teacher_ckpt=None`` is refused by the distillers: a forgotten checkpoint
+#: must not silently distil from a random teacher.
+RANDOM_TEACHER = 'random-init'
 
 
 def load_teacher_config(teacher_cfg: ConfigSource,
@@ -59,6 +65,23 @@ def load_teacher_config(teacher_cfg: ConfigSource,
     return cfg
 
 
+def check_teacher_ckpt(teacher_ckpt: Optional[str]) -> None:
+    """A distiller's ``teacher_ckpt``: a path or URL, or :data:`RANDOM_TEACHER` (opt-in).
+
+    Raises:
+        ValueError: ``None`` (the teacher would keep random weights without anyone asking).
+        TypeError: not a string.
+    """
+    if teacher_ckpt is None:
+        raise ValueError(
+            'teacher_ckpt: None would distil from a randomly initialised teacher; give the '
+            f'teacher\'s checkpoint (path or URL), or teacher_ckpt={RANDOM_TEACHER!r} to use '
+            'random teacher weights on purpose (tests, smoke runs)')
+    if not isinstance(teacher_ckpt, str):
+        raise TypeError(f'teacher_ckpt: expected a checkpoint path or URL (or '
+                        f'{RANDOM_TEACHER!r}), got {type(teacher_ckpt).__name__}')
+
+
 def build_teacher(teacher_cfg: ConfigSource,
                   teacher_ckpt: Optional[str],
                   cfg_options: Optional[dict] = None,
@@ -68,7 +91,9 @@ def build_teacher(teacher_cfg: ConfigSource,
     Args:
         teacher_cfg: see :func:`load_teacher_config`.
         teacher_ckpt: local path or URL of the teacher checkpoint, loaded onto CPU.
-            ``None`` keeps the initial weights and warns (only useful for tests).
+            :data:`RANDOM_TEACHER` or ``None`` keep the initial weights and warn (only
+            useful for tests; distillers accept only :data:`RANDOM_TEACHER`, see
+            :func:`check_teacher_ckpt`).
         cfg_options: overrides of the teacher config.
         strict: if True, missing or unexpected keys in the checkpoint are an error;
             otherwise they are logged as warnings.
@@ -83,19 +108,27 @@ def build_teacher(teacher_cfg: ConfigSource,
         except KeyError as err:
             message = err.args[0] if err.args else str(err)
             raise KeyError(f'teacher_cfg (its `model`): {message}') from err
-    if teacher_ckpt is None:
-        print_log('teacher_ckpt is None: the teacher keeps the weights its constructor made '
-                  '(init_weights is not called)', 'current', level=logging.WARNING)
+    if teacher_ckpt is None or teacher_ckpt == RANDOM_TEACHER:
+        print_log(f'teacher_ckpt={teacher_ckpt!r}: the teacher keeps the random weights its '
+                  'constructor made (init_weights is not called)', 'current',
+                  level=logging.WARNING)
     else:
         try:
-            # mmdist's checkpoint policy: weights_only=True for local paths and URLs.
-            load_checkpoint(teacher, teacher_ckpt, map_location='cpu', strict=strict)
+            # mmdist's checkpoint policy: weights_only=True for every scheme; URLs are
+            # downloaded with a timeout into a cache keyed by the URL, once per node.
+            checkpoint = load_checkpoint(teacher, teacher_ckpt, map_location='cpu',
+                                         strict=strict)
         except (FileNotFoundError, CheckpointError) as err:
             raise type(err)(f'teacher_ckpt: {err}') from err
         except RuntimeError as err:  # missing / unexpected keys with strict loading
             raise RuntimeError(
                 f'teacher_ckpt: {teacher_ckpt!r} does not match the model of teacher_cfg '
                 f'(set teacher_strict=False to load it anyway): {err}') from err
+        fit = fit_checkpoint(teacher.state_dict(), checkpoint.get('state_dict', checkpoint))
+        if len(fit.fitting) < MIN_FIT * fit.expected:  # teacher_strict=False, but too little
+            raise CheckpointError(
+                f'teacher_ckpt: {teacher_ckpt!r} does not fit the model of teacher_cfg even '
+                f'with teacher_strict=False: {fit.describe()} (at least {MIN_FIT:.0%} must)')
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

@@ -16,6 +16,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from segmentation_helpers import shrink_segmentor
 
 from mmdist.models.distillers import ClassificationDistiller
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_cpu_thread')
@@ -143,7 +144,8 @@ def test_bgr_teacher_gets_the_batch_in_bgr(cls, tmp_path):
     bgr = str(tmp_path / 'teacher_bgr.py')
     with open(bgr, 'w', encoding='utf-8') as f:
         f.write(f"_base_ = [{cls['teacher_cfg']!r}]\ndata_preprocessor = dict(to_rgb=False)\n")
-    model, cfg = build(cls['config'], **{'model.teacher_cfg': bgr, 'model.teacher_ckpt': None})
+    model, cfg = build(cls['config'], **{'model.teacher_cfg': bgr,
+                                         'model.teacher_ckpt': RANDOM_TEACHER})
     raw = raw_batch(cfg)
     data = model.data_preprocessor(copy.deepcopy(raw), True)
     ours = model.teacher_inputs(data['inputs'], data['data_samples'])
@@ -230,27 +232,29 @@ def test_config_errors(cls, tmp_path):
 
     bad_classes = teacher_variant('classes', 'model = dict(head=dict(num_classes=5))\n')
     with pytest.raises(ValueError, match=r'model\.student\.head\.num_classes.*4.*5'):
-        build(cls['config'], **{'model.teacher_cfg': bad_classes, 'model.teacher_ckpt': None})
+        build(cls['config'], **{'model.teacher_cfg': bad_classes,
+                                'model.teacher_ckpt': RANDOM_TEACHER})
     multi_label = teacher_variant(
         'multilabel', "model = dict(head=dict(_delete_=True, type='MultiLabelLinearClsHead', "
         'num_classes=4, in_channels=128))\n')
     with pytest.raises(TypeError, match='teacher_cfg model.head: MultiLabelLinearClsHead is a '
                        'multi-label head'):
-        build(cls['config'], **{'model.teacher_cfg': multi_label, 'model.teacher_ckpt': None})
+        build(cls['config'], **{'model.teacher_cfg': multi_label,
+                                'model.teacher_ckpt': RANDOM_TEACHER})
     no_fc = teacher_variant('nofc', "model = dict(head=dict(_delete_=True, type='ClsHead'))\n")
     with pytest.raises(TypeError, match='teacher_cfg model.head: ClsHead has no linear '
                        'classifier'):
-        build(cls['config'], **{'model.teacher_cfg': no_fc, 'model.teacher_ckpt': None})
+        build(cls['config'], **{'model.teacher_cfg': no_fc, 'model.teacher_ckpt': RANDOM_TEACHER})
     with pytest.raises(TypeError, match=r'model\.student\.head: ArcFaceClsHead overrides '
                        r'ClsHead\.loss'):
         build(cls['config'], **{
-            'model.teacher_ckpt': None,
+            'model.teacher_ckpt': RANDOM_TEACHER,
             'model.student.head': dict(_delete_=True, type='ArcFaceClsHead', num_classes=4,
                                        in_channels=64)})
     with pytest.raises(ValueError, match=r'model\.student\.head is None'):
-        build(cls['config'], **{'model.teacher_ckpt': None, 'model.student.head': None})
+        build(cls['config'], **{'model.teacher_ckpt': RANDOM_TEACHER, 'model.student.head': None})
     with pytest.raises(ValueError, match=r'model\.loss_cls\.activation.*sigmoid'):
-        build(cls['config'], **{'model.teacher_ckpt': None,
+        build(cls['config'], **{'model.teacher_ckpt': RANDOM_TEACHER,
                                 'model.loss_cls': dict(activation='sigmoid')})
     segmentor = Config.fromstring(
         "_base_ = ['mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py']\n",
@@ -259,4 +263,4 @@ def test_config_errors(cls, tmp_path):
     seg_cfg = str(tmp_path / 'segmentor.py')
     segmentor.dump(seg_cfg)
     with pytest.raises(TypeError, match='teacher_cfg model: EncoderDecoder is not supported'):
-        build(cls['config'], **{'model.teacher_cfg': seg_cfg, 'model.teacher_ckpt': None})
+        build(cls['config'], **{'model.teacher_cfg': seg_cfg, 'model.teacher_ckpt': RANDOM_TEACHER})

@@ -14,6 +14,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmdist.datasets import SHAPE_CLASSES
 from mmdist.models.distillers import DetectionDistiller
 from mmdist.models.utils import dense_to_rows
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 
 
@@ -334,13 +335,13 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
                             f"_base_ = [{retina['teacher_cfg']!r}]\n"
                             f'model = {teacher_override!r}\n')
         with pytest.raises(ValueError, match=message) as err:
-            build(retina['config'], teacher_cfg=path, teacher_ckpt=None)
+            build(retina['config'], teacher_cfg=path, teacher_ckpt=RANDOM_TEACHER)
         assert 'model.student.bbox_head' in str(err.value)
         assert 'student' in str(err.value) and 'teacher' in str(err.value)
 
     # Dense student with a two-stage teacher; unsupported student head; wrong activation.
     with pytest.raises(TypeError, match='needs a dense teacher head'):
-        build(retina['config'], teacher_cfg=faster['teacher_cfg'], teacher_ckpt=None)
+        build(retina['config'], teacher_cfg=faster['teacher_cfg'], teacher_ckpt=RANDOM_TEACHER)
     rpn_student = dict(type='RPN', backbone=tiny_retinanet(8, 16)['backbone'],
                        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16,
                                  num_outs=5),
@@ -355,15 +356,15 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
                                               nms=dict(type='nms', iou_threshold=0.7))))
     rpn_student['backbone'].pop('_delete_')
     with pytest.raises(TypeError, match='RPNHead is not supported'):
-        build(retina['config'], student=rpn_student, teacher_ckpt=None)
+        build(retina['config'], student=rpn_student, teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(ValueError, match='model.loss_cls.activation'):
         build(retina['config'], loss_cls=dict(type='mmdist.DISTLoss', activation='softmax'),
-              teacher_ckpt=None)
+              teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(TypeError, match='model.student.roi_head: CascadeRoIHead'):
         build(faster['config'], student=Config.fromfile(faster['teacher_cfg']).model,
-              teacher_ckpt=None)
+              teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(ValueError, match='loss_weight must be >= 0'):
-        build(retina['config'], teacher_ckpt=None,
+        build(retina['config'], teacher_ckpt=RANDOM_TEACHER,
               loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', loss_weight=-1))
 
 

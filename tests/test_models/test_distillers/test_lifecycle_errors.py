@@ -1,15 +1,23 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast."""
+"""Run-lifecycle checks shared by the distillers: unknown names, AMP / bf16 autocast,
+the random-teacher opt-in, checkpoints that do not fit, the order of build-time checks."""
+import os
+
 import pytest
 import torch
 from conftest import load_tool
+from detection_helpers import write_retinanet_configs
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import load_checkpoint
 from mmengine.runner.amp import autocast
 from segmentation_helpers import write_segmentation_configs
 
+from mmdist.models.distillers import SegmentationDistiller
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.utils import CheckpointError
 
 
 @pytest.fixture(scope='module')
@@ -67,3 +75,90 @@ def test_amp_flag_selects_amp_optim_wrapper(seg, tmp_path):
     ])
     assert runner.cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert runner.cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+def test_random_teacher_needs_an_explicit_opt_in(seg):
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.teacher_ckpt = None
+    with pytest.raises(ValueError, match="^teacher_ckpt: None would distil from a randomly "
+                       r"initialised teacher.*teacher_ckpt='random-init'"):
+        build(cfg)
+    cfg.model.teacher_ckpt = RANDOM_TEACHER
+    assert isinstance(build(cfg), SegmentationDistiller)
+
+
+def test_plain_student_checkpoint_loads_into_the_student(seg, tmp_path):
+    """``load_from`` / the test checkpoint may be a plain (e.g. exported) student."""
+    cfg = Config.fromfile(seg['config'])
+    torch.manual_seed(1)
+    source = build(cfg).student.state_dict()
+    torch.manual_seed(2)
+    target = build(cfg)
+    assert not all(torch.equal(target.student.state_dict()[k], v) for k, v in source.items())
+    plain = str(tmp_path / 'plain_student.pth')
+    torch.save({'meta': {}, 'state_dict': source}, plain)
+    load_checkpoint(target, plain, map_location='cpu')  # strict=False, as mmengine's Runner
+    loaded = target.student.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.items())
+
+
+def test_checkpoint_that_does_not_fit_the_student_is_an_error(seg, tmp_path):
+    model = build(Config.fromfile(seg['config']))
+    # The teacher's checkpoint (another width): keys map onto the student, shapes do not.
+    with pytest.raises(CheckpointError, match=r'does not fit its student EncoderDecoder: \d+ of '
+                       r"\d+ tensors fit; .*other shape 'student\.backbone\."):
+        load_checkpoint(model, seg['teacher_ckpt'], map_location='cpu')
+    unrelated = str(tmp_path / 'unrelated.pth')
+    torch.save({'state_dict': {'student.head.fc.weight': torch.ones(2, 2)}}, unrelated)
+    with pytest.raises(CheckpointError, match=r"0 of \d+ tensors fit; missing "
+                       r"'student\.backbone\..*not in the model 'student\.head\.fc\.weight'"):
+        load_checkpoint(model, unrelated, map_location='cpu')
+
+
+class _TouchMarker:
+    """A pickle that runs ``touch MARKER`` when unpickled with full pickle."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_poisoned_pretrained_weights_are_refused_for_student_and_teacher(seg, tmp_path,
+                                                                          monkeypatch):
+    """The issue's reproduction: a pickle that runs code, planted in torch hub's cache
+    where ``torchvision://resnet18`` is read from (the stock students' init_cfg)."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.delenv('MMDIST_ALLOW_PICKLE_CHECKPOINTS', raising=False)
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'resnet18-f37072fd.pth'
+    cached.parent.mkdir(parents=True)
+    marker = tmp_path / 'MARKER'
+    torch.save({'state_dict': {}, 'x': _TouchMarker(marker)}, str(cached))
+    cfg = Config.fromfile(seg['config'])
+    cfg.model.student.backbone.init_cfg = dict(type='Pretrained',
+                                               checkpoint='torchvision://resnet18')
+    model = build(cfg)
+    with pytest.raises(CheckpointError, match="^checkpoint 'torchvision://resnet18' .*"
+                       'resnet18-f37072fd.pth.*outside the weights_only allow-list'):
+        model.init_weights()  # the runner does this before training
+    cfg.model.teacher_ckpt = 'torchvision://resnet18'
+    with pytest.raises(CheckpointError, match="^teacher_ckpt: checkpoint 'torchvision://"
+                       "resnet18' .*outside the weights_only allow-list"):
+        build(cfg)
+    assert not marker.exists()
+
+
+def test_detr_student_gets_the_unsupported_head_error_first(tmp_path, coco_root):
+    """Not the padding check it would fail next (DETR pads to 1, the teacher to 32)."""
+    retina = write_retinanet_configs(str(tmp_path), coco_root)
+    detr = Config.fromstring("_base_ = ['mmdet::detr/detr_r50_8xb2-150e_coco.py']\n",
+                             '.py').model
+    detr.backbone.update(depth=18, init_cfg=None)
+    detr.neck.in_channels = [512]
+    assert detr.data_preprocessor.pad_size_divisor == 1
+    cfg = Config.fromfile(retina['config'])
+    cfg.model.student = detr
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(TypeError, match='^model.student: head DETRHead is not supported'):
+            MODELS.build(cfg.model)

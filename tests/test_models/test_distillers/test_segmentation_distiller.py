@@ -13,6 +13,7 @@ from segmentation_helpers import write_segmentation_configs
 from mmdist.models.distillers import SegmentationDistiller
 from mmdist.models.losses import dist_loss
 from mmdist.models.utils import dense_to_rows
+from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 
 
@@ -94,7 +95,7 @@ def test_teacher_logits_resized_to_student_resolution(seg, tmp_path):
         str(tmp_path / 'teacher_os16.py'),
         f"_base_ = [{seg['teacher_cfg']!r}]\n"
         'model = dict(backbone=dict(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)))\n')
-    model, cfg = build(seg['config'], teacher_cfg=teacher_cfg, teacher_ckpt=None)
+    model, cfg = build(seg['config'], teacher_cfg=teacher_cfg, teacher_ckpt=RANDOM_TEACHER)
     model.loss_decode = Spy()
     data = batch(model, cfg)
     model(**data, mode='loss')
@@ -134,21 +135,21 @@ def test_config_errors(seg, tmp_path):
                                f"_base_ = [{seg['teacher_cfg']!r}]\n"
                                'model = dict(decode_head=dict(num_classes=18))\n')
     with pytest.raises(ValueError, match=r'model.student.decode_head.num_classes.*19.*18'):
-        build(seg['config'], teacher_cfg=bad_classes, teacher_ckpt=None)
+        build(seg['config'], teacher_cfg=bad_classes, teacher_ckpt=RANDOM_TEACHER)
     no_aux = write_config(str(tmp_path / 't_noaux.py'),
                           f"_base_ = [{seg['teacher_cfg']!r}]\n"
                           'model = dict(auxiliary_head=None)\n')
     with pytest.raises(ValueError, match='model.loss_aux: teacher_cfg model.auxiliary_head is '
                        'missing'):
-        build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=None)
-    model, _ = build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=None, loss_aux=None)
+        build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER)
+    model, _ = build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER, loss_aux=None)
     assert model.loss_aux is None
     with pytest.raises(ValueError, match='model.loss_decode.activation'):
-        build(seg['config'], teacher_ckpt=None,
+        build(seg['config'], teacher_ckpt=RANDOM_TEACHER,
               loss_decode=dict(type='mmdist.DISTLoss', activation='sigmoid'))
     binary = write_config(str(tmp_path / 't_bin.py'),
                           f"_base_ = [{seg['teacher_cfg']!r}]\n"
                           'model = dict(decode_head=dict(num_classes=2, out_channels=1, '
                           "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)))\n")
     with pytest.raises(ValueError, match='out_channels=1'):
-        build(seg['config'], teacher_cfg=binary, teacher_ckpt=None)
+        build(seg['config'], teacher_cfg=binary, teacher_ckpt=RANDOM_TEACHER)
