@@ -55,7 +55,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
 from mmdist.models.utils.recorder import record_calls
-from mmdist.models.utils.teacher import build_teacher
+from mmdist.models.utils.teacher import RANDOM_TEACHER, build_teacher
 from mmdist.registry import MODELS
 from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
 from mmdist.testing.memory import extra_peak_bytes
@@ -125,7 +125,7 @@ def build_distiller(name: str, data_root: str):
         shrink_segmentor(teacher, 16)
     teacher_file = os.path.join(data_root, f'teacher_{name}.py')
     teacher.dump(teacher_file)
-    stock_teacher = build_teacher(teacher_file, None)
+    stock_teacher = build_teacher(teacher_file, RANDOM_TEACHER)
     teacher_ckpt = os.path.join(data_root, f'teacher_{name}.pth')
     torch.save(dict(state_dict=stock_teacher.state_dict()), teacher_ckpt)
     cfg.model.student = student.model
