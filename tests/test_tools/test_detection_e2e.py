@@ -6,25 +6,52 @@ import os.path as osp
 import subprocess
 import sys
 
+import torch
 from conftest import REPO
 from detection_helpers import write_faster_rcnn_configs, write_retinanet_configs
 from e2e_helpers import assert_teacher_is_checkpoint, read_scalars, train_then_test
+from mmengine.fileio import load
+from plain_test_helpers import export_run_student, library_test
+
+#: CocoMetric's box metrics (AP_m and AP_l are -1: the 64 x 64 images have no medium or
+#: large objects).
+COCO_KEYS = [f'coco/bbox_{k}' for k in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')]
+
+
+def train_test_and_compare_with_plain_mmdet(paths, tmp_path, score_thr_key):
+    """Train and test (mmdist's tools), then export the student and evaluate it with
+    mmdet's own tools/test.py (its test pipeline, CocoMetric, pycocotools): the same
+    detections, box for box, and the same COCO metrics."""
+    ours_out, plain_out = str(tmp_path / 'ours.pkl'), str(tmp_path / 'plain.pkl')
+    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
+                                      ['loss_dist_cls'],
+                                      [f'model.student.{score_thr_key}=0.0', '--out', ours_out])
+    student = export_run_student(paths['config'], str(tmp_path / 'work'),
+                                 str(tmp_path / 'export'))
+    plain = library_test('mmdet', student['config'], student['checkpoint'],
+                         str(tmp_path / 'plain_test'), [f'model.{score_thr_key}=0.0'],
+                         out=plain_out)
+    assert {key: plain[key] for key in COCO_KEYS} == {key: metrics[key] for key in COCO_KEYS}
+    ours = sorted(load(ours_out), key=lambda sample: sample['img_id'])
+    theirs = sorted(load(plain_out), key=lambda sample: sample['img_id'])
+    assert [s['img_id'] for s in ours] == [s['img_id'] for s in theirs] and len(ours) == 2
+    for a, b in zip(ours, theirs):
+        assert len(a['pred_instances']['scores']) > 0  # score_thr 0: every kept box
+        for field in ('bboxes', 'scores', 'labels'):
+            assert torch.equal(a['pred_instances'][field], b['pred_instances'][field]), field
+    return runner, metrics
 
 
 def test_retinanet_distillation_train_then_test(tmp_path, coco_root):
     paths = write_retinanet_configs(str(tmp_path), coco_root)
-    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
-                                      ['loss_dist_cls'], ['model.student.test_cfg.score_thr=0.0'])
-    assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
+    runner, _ = train_test_and_compare_with_plain_mmdet(paths, tmp_path, 'test_cfg.score_thr')
     assert_teacher_is_checkpoint(runner, paths)
 
 
 def test_faster_rcnn_distillation_train_then_test(tmp_path, coco_root):
     paths = write_faster_rcnn_configs(str(tmp_path), coco_root)
-    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
-                                      ['loss_dist_cls'],
-                                      ['model.student.test_cfg.rcnn.score_thr=0.0'])
-    assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
+    runner, _ = train_test_and_compare_with_plain_mmdet(paths, tmp_path,
+                                                        'test_cfg.rcnn.score_thr')
     assert_teacher_is_checkpoint(runner, paths)
 
 

@@ -1,0 +1,412 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""The value of every distiller's ``loss_dist_*``, computed independently of mmdist.
+
+For each distiller, the expected loss comes from:
+- the plain mmdet / mmseg / mmpretrain teacher, built from its own config and checkpoint
+  (not the distiller's hidden teacher), fed the raw batch through its OWN data
+  preprocessor; each teacher normalises differently from its student (mean, std and
+  channel order);
+- its head outputs turned into rows here (anchor-major, padding left out; for RoI heads
+  the teacher's first box head on the RoIs the student sampled; the auxiliary head for
+  ``loss_dist_aux``);
+- DIST written out with scipy (Pearson correlation, softmax / sigmoid) in float64.
+Only the student's own outputs are read from the distiller's loss call (forward hooks on
+the student). The teachers' checkpoints have random BatchNorm statistics, so that folding
+them into the convolutions (``teacher_fuse_conv_bn``, on by default) is not trivial.
+"""
+import copy
+import importlib
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from classification_helpers import (TEACHER_MEAN, TEACHER_STD, make_imagenet_shapes,
+                                    write_classification_configs)
+from detection_helpers import DET_CONFIGS, tiny_retinanet, tiny_two_stage, write_config
+from detection_helpers import data_overrides as det_data
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import load_checkpoint
+from mmengine.structures import PixelData
+from scipy import special, stats
+from segmentation_helpers import SEG_CONFIGS, shrink_segmentor
+from segmentation_helpers import data_overrides as seg_data
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmdist.registry import MODELS
+
+#: A teacher normalisation unlike any student's (mmdet/mmseg/mmpretrain use ImageNet
+#: mean/std on RGB): other constants, and BGR channel order.
+TEACHER_NORM = dict(mean=[100.0, 110.0, 120.0], std=[50.0, 60.0, 70.0])
+#: Relative tolerance of every loss value. Measured differences: 4e-8 to 2e-7 for the
+#: detection and segmentation losses with and without BatchNorm folding; 1.7e-6 (8e-7
+#: without folding) for classification (4 classes, 4 images: few samples per correlation).
+#: The distiller computes in float32 and the teacher's input differs from its own
+#: preprocessor's output by float rounding (at most 2.4e-7 here).
+REL = 1e-5
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_cpu_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------- references
+def dist_reference(z_s: np.ndarray, z_t: np.ndarray, activation: str, tau: float = 1.0,
+                   inter_weight: float = 1.0, intra_weight: float = 1.0) -> float:
+    """DIST of (rows, C) logits from its definition (Huang et al. 2022), float64 scipy:
+    tau^2 (w_inter (1 - mean_rows pearson) + w_intra (1 - mean_columns pearson))."""
+    act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
+    p_s = act(np.asarray(z_s, np.float64) / tau)
+    p_t = act(np.asarray(z_t, np.float64) / tau)
+    inter = stats.pearsonr(p_s, p_t, axis=1).statistic.mean()  # one per row
+    intra = stats.pearsonr(p_s, p_t, axis=0).statistic.mean()  # one per class
+    return tau**2 * (inter_weight * (1 - inter) + intra_weight * (1 - intra))
+
+
+def library_model(cfg: Config, scope: str) -> torch.nn.Module:
+    """``cfg.model`` built by the library's own registry (``mmdet.registry.MODELS``, ...)
+    in its scope, with the top-level data preprocessor merged as mmengine's Runner does."""
+    if 'data_preprocessor' in cfg and 'data_preprocessor' not in cfg.model:
+        cfg.model.data_preprocessor = cfg.data_preprocessor
+    with DefaultScope.overwrite_default_scope(scope):
+        return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+
+
+def save_checkpoint(cfg_path: str, out: str, scope: str, seed: int = 7) -> str:
+    """Build a config's model (PyTorch's default initialisation: logits that vary by
+    O(1), not mmdet's near-constant prior), give its BatchNorms random statistics and
+    affine parameters (so folding them is not a no-op) and save a plain checkpoint."""
+    torch.manual_seed(seed)
+    model = library_model(Config.fromfile(cfg_path), scope)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.running_mean.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    torch.save(dict(meta=dict(note='test teacher'), state_dict=model.state_dict()), out)
+    return out
+
+
+def plain_model(cfg_path: str, ckpt: str, scope: str):
+    """The plain model of a config and checkpoint (no mmdist code involved), in eval mode."""
+    model = library_model(Config.fromfile(cfg_path), scope)
+    load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    return model.eval()
+
+
+def build_distiller(cfg_path: str, scope: str, **model_overrides):
+    """The distiller of a config (with ``model_overrides``), in training mode."""
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.update(model_overrides)
+    if 'data_preprocessor' in cfg and 'data_preprocessor' not in cfg.model.student:
+        cfg.model.data_preprocessor = cfg.data_preprocessor
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+    return model.train(), cfg
+
+
+class Outputs:
+    """Forward hooks keeping the first output (and positional inputs) of modules."""
+
+    def __init__(self, **modules):
+        self.seen, self.handles = {}, []
+        for name, module in modules.items():
+            self.handles.append(module.register_forward_hook(self._keep(name)))
+
+    def _keep(self, name):
+        def hook(module, args, output):  # returns None: the output is not changed
+            self.seen.setdefault(name, (args, output))
+        return hook
+
+    def __enter__(self):
+        return self.seen
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def rel_close(actual: float, expected: float) -> None:
+    assert actual == pytest.approx(expected, rel=REL), (actual, expected,
+                                                        abs(actual / expected - 1))
+
+
+# --------------------------------------------------------------------- detection
+def det_raw_batch(cfg):
+    """Two test-pipeline images (no random flip); the second cropped to 40 x 48, so the
+    batch (padded to 64 x 64) has padding rows at every FPN level."""
+    init_default_scope('mmdet')
+    from mmdet.registry import DATASETS
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    raw = pseudo_collate([dataset[0], dataset[1]])
+    raw['inputs'][1] = raw['inputs'][1][:, :40, :48].contiguous()
+    sample = raw['data_samples'][1]
+    sample.set_metainfo(dict(img_shape=(40, 48)))
+    boxes = sample.gt_instances.bboxes.tensor
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, 48)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, 40)
+    keep = ((boxes[:, 2] - boxes[:, 0]) > 2) & ((boxes[:, 3] - boxes[:, 1]) > 2)
+    sample.gt_instances = sample.gt_instances[keep]
+    return raw
+
+
+def anchor_rows(maps, num_classes, strides, img_shapes):
+    """Rows of per-level (N, A*C, H, W) logit maps, written out: channel a*C + c at
+    (n, h, w) is column c of row (n, h, w, a); rows of priors whose cell starts outside
+    the image (ceil(img / stride) cells per side) are left out. One (rows, C) array per
+    level."""
+    levels = []
+    for logits, stride in zip(maps, strides):
+        z = logits.detach().double().numpy()
+        n, channels, height, width = z.shape
+        anchors = channels // num_classes
+        z = z.reshape(n, anchors, num_classes, height, width).transpose(0, 3, 4, 1, 2)
+        rows = []
+        for i, (img_h, img_w) in enumerate(img_shapes):
+            valid_h, valid_w = min(-(-img_h // stride), height), min(-(-img_w // stride), width)
+            rows.append(z[i, :valid_h, :valid_w].reshape(-1, num_classes))
+        levels.append(np.concatenate(rows))
+    return levels
+
+
+@pytest.fixture(scope='module')
+def retina(tmp_path_factory, coco_root):
+    tmp = str(tmp_path_factory.mktemp('retina_values'))
+    preprocessor = dict(type='DetDataPreprocessor', bgr_to_rgb=False, pad_size_divisor=32,
+                        **TEACHER_NORM)
+    teacher_cfg = write_config(
+        osp.join(tmp, 'teacher.py'),
+        "_base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py']\n"
+        f'model = {dict(tiny_retinanet(16, 32), data_preprocessor=preprocessor)!r}\n')
+    teacher_ckpt = save_checkpoint(teacher_cfg, osp.join(tmp, 'teacher.pth'), 'mmdet')
+    shipped = osp.join(DET_CONFIGS, 'dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py')
+    loss_cls = dict(tau=2.0, inter_loss_weight=1.5, intra_loss_weight=0.5, loss_weight=3.0)
+    config = write_config(
+        osp.join(tmp, 'dist.py'),
+        f'_base_ = [{shipped!r}]\n'
+        f'model = dict(student={tiny_retinanet(8, 16)!r}, teacher_cfg={teacher_cfg!r}, '
+        f'teacher_ckpt={teacher_ckpt!r}, loss_cls={loss_cls!r}, '
+        'mimic=dict(loss_weight=2.5))\n' + det_data(coco_root))
+    return dict(config=config, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+@pytest.mark.parametrize('fuse', [False, True])
+def test_dense_detection_loss_value(retina, fuse):
+    """RetinaNet: loss_dist_cls = 3 * sum over FPN levels of DIST (sigmoid, tau 2,
+    inter 1.5, intra 0.5) of anchor-major rows without padding rows; loss_dist_mimic =
+    2.5 * sum over levels of the MSE between connector(student FPN) and teacher FPN."""
+    model, cfg = build_distiller(retina['config'], 'mmdet', teacher_fuse_conv_bn=fuse)
+    raw = det_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    student = model.student
+    with Outputs(head=student.bbox_head, neck=student.neck) as seen:
+        losses = model(**data, mode='loss')
+    student_maps = seen['head'][1][0]
+    student_fpn = seen['neck'][1]
+
+    teacher = plain_model(retina['teacher_cfg'], retina['teacher_ckpt'], 'mmdet')
+    teacher_data = teacher.data_preprocessor(copy.deepcopy(raw), False)
+    with torch.no_grad():
+        teacher_fpn = teacher.extract_feat(teacher_data['inputs'])
+        teacher_maps = teacher.bbox_head(teacher_fpn)[0]
+
+    strides = cfg.model.student.bbox_head.anchor_generator.strides
+    num_classes = cfg.model.student.bbox_head.num_classes
+    shapes = [(64, 64), (40, 48)]
+    assert [s.img_shape[:2] for s in data['data_samples']] == shapes
+    assert data['inputs'].shape[-2:] == teacher_data['inputs'].shape[-2:] == (64, 64)
+    s_levels = anchor_rows(student_maps, num_classes, strides, shapes)
+    t_levels = anchor_rows(teacher_maps, num_classes, strides, shapes)
+    assert [len(rows) for rows in s_levels] == [
+        9 * (8 * 8 + 5 * 6), 9 * (4 * 4 + 3 * 3), 9 * (2 * 2 + 2 * 2), 9 * 2, 9 * 2]
+    expected = 3.0 * sum(dist_reference(s, t, 'sigmoid', tau=2.0, inter_weight=1.5,
+                                        intra_weight=0.5)
+                         for s, t in zip(s_levels, t_levels))
+    rel_close(losses['loss_dist_cls'].item(), expected)
+
+    mse = 0.0
+    for connector, f_s, f_t in zip(model.mimic.connectors, student_fpn, teacher_fpn):
+        weight = connector.weight.detach().double().numpy()[:, :, 0, 0]  # (C_t, C_s)
+        bias = connector.bias.detach().double().numpy()
+        mapped = np.einsum('ts,nshw->nthw', weight, f_s.detach().double().numpy())
+        mapped += bias[None, :, None, None]
+        mse += np.mean((mapped - f_t.double().numpy())**2)
+    rel_close(losses['loss_dist_mimic'].item(), 2.5 * mse)
+
+
+@pytest.fixture(scope='module')
+def faster(tmp_path_factory, coco_root):
+    tmp = str(tmp_path_factory.mktemp('faster_values'))
+    teacher = Config.fromstring(
+        "_base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_x101-64x4d_fpn_20e_coco.py']\n",
+        '.py')
+    tiny_two_stage(teacher, 16, 32)
+    teacher.model.data_preprocessor.update(bgr_to_rgb=False, **TEACHER_NORM)
+    teacher_cfg = osp.join(tmp, 'teacher.py')
+    teacher.dump(teacher_cfg)
+    teacher_ckpt = save_checkpoint(teacher_cfg, osp.join(tmp, 'teacher.pth'), 'mmdet')
+    student = Config.fromstring(
+        "_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py']\n", '.py')
+    tiny_two_stage(student, 8, 16)
+    shipped = osp.join(DET_CONFIGS,
+                       'dist_cascade-mask-rcnn-x101-64x4d_faster-rcnn-r50_fpn_2x_coco.py')
+    loss_cls = dict(tau=1.5, intra_loss_weight=2.0, loss_weight=0.5)
+    config = write_config(
+        osp.join(tmp, 'dist.py'),
+        f'_base_ = [{shipped!r}]\n'
+        f'model = dict(student=dict(_delete_=True, **{student.model.to_dict()!r}), '
+        f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r}, '
+        f'loss_cls={loss_cls!r})\n' + det_data(coco_root))
+    return dict(config=config, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+def test_roi_detection_loss_value(faster):
+    """Faster R-CNN student, Cascade Mask R-CNN teacher: loss_dist_cls = 0.5 * DIST
+    (softmax over C+1, tau 1.5, intra 2) of the student's RoI logits and those of the
+    teacher's first-stage box head on the same RoIs (the ones the student sampled)."""
+    model, cfg = build_distiller(faster['config'], 'mmdet')
+    raw = det_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    roi_head = model.student.roi_head
+    with Outputs(extractor=roi_head.bbox_roi_extractor, box=roi_head.bbox_head) as seen:
+        losses = model(**data, mode='loss')
+    rois = seen['extractor'][0][1]  # (R, 5): batch index, x1, y1, x2, y2
+    student_logits = seen['box'][1][0]
+    assert rois.shape[0] == student_logits.shape[0] == 2 * 32  # sampler.num per image
+    assert len(rois[:, 0].unique()) == 2
+
+    teacher = plain_model(faster['teacher_cfg'], faster['teacher_ckpt'], 'mmdet')
+    t_roi = teacher.roi_head
+    with torch.no_grad():
+        feats = teacher.extract_feat(teacher.data_preprocessor(copy.deepcopy(raw), False)
+                                     ['inputs'])
+        extractor = t_roi.bbox_roi_extractor[0]
+        roi_feats = extractor(feats[:extractor.num_inputs], rois)
+        teacher_logits = t_roi.bbox_head[0](roi_feats)[0]
+    assert teacher_logits.shape == student_logits.shape == (64, 7)  # 6 classes + background
+    expected = 0.5 * dist_reference(student_logits.detach().numpy(), teacher_logits.numpy(),
+                                    'softmax', tau=1.5, intra_weight=2.0)
+    rel_close(losses['loss_dist_cls'].item(), expected)
+
+
+# --------------------------------------------------------------------- segmentation
+@pytest.fixture(scope='module')
+def seg(tmp_path_factory, cityscapes_root):
+    tmp = str(tmp_path_factory.mktemp('seg_values'))
+    teacher = Config.fromstring(
+        "_base_ = ['mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py']\n",
+        '.py')
+    shrink_segmentor(teacher, 16)
+    teacher.model.data_preprocessor.update(bgr_to_rgb=False, **TEACHER_NORM)
+    teacher_cfg = osp.join(tmp, 'teacher.py')
+    teacher.dump(teacher_cfg)
+    teacher_ckpt = save_checkpoint(teacher_cfg, osp.join(tmp, 'teacher.pth'), 'mmseg')
+    shipped = osp.join(SEG_CONFIGS,
+                       'dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-512x1024.py')
+    student = Config.fromfile(shipped)
+    student.model = student.model.student
+    shrink_segmentor(student, 8)
+    config = write_config(
+        osp.join(tmp, 'dist.py'),
+        f'_base_ = [{shipped!r}]\n'
+        f'model = dict(student=dict(_delete_=True, **{student.model.to_dict()!r}), '
+        f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
+        seg_data(cityscapes_root))
+    return dict(config=config, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+def seg_raw_batch(cfg):
+    """Two test-pipeline images (32 x 64, no random flip); the second cropped to 24 x 40,
+    so the batch (padded to the 32 x 64 crop size, labels with 255) has padding."""
+    init_default_scope('mmseg')
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    raw = pseudo_collate([dataset[0], dataset[1]])
+    raw['inputs'][1] = raw['inputs'][1][:, :24, :40].contiguous()
+    sample = raw['data_samples'][1]
+    sample.gt_sem_seg = PixelData(data=sample.gt_sem_seg.data[:, :24, :40].contiguous())
+    sample.set_metainfo(dict(img_shape=(24, 40), ori_shape=(24, 40)))
+    return raw
+
+
+def pixel_rows(logits, labels):
+    """(N, C, h, w) logits -> (valid pixels, C) rows, valid = the label at the logit's
+    pixel (nearest downsampling of the (N, H, W) labels) is not 255."""
+    z = logits.detach().double().numpy()
+    n, num_classes, h, w = z.shape
+    height, width = labels.shape[-2:]
+    picked = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
+    rows = z.transpose(0, 2, 3, 1).reshape(-1, num_classes)
+    return rows[picked.reshape(-1) != 255]
+
+
+@pytest.mark.parametrize('fuse', [False, True])
+def test_segmentation_decode_and_aux_loss_values(seg, fuse):
+    """PSPNet student, DeepLabV3 teacher, FCN auxiliary heads: loss_dist_decode =
+    DIST (softmax) of the decode heads' logits, loss_dist_aux = 0.4 * DIST of the
+    auxiliary heads' logits, on the pixels whose label is not 255."""
+    model, cfg = build_distiller(seg['config'], 'mmseg', teacher_fuse_conv_bn=fuse)
+    raw = seg_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    student = model.student
+    with Outputs(decode=student.decode_head.conv_seg,
+                 aux=student.auxiliary_head.conv_seg) as seen:
+        losses = model(**data, mode='loss')
+
+    teacher = plain_model(seg['teacher_cfg'], seg['teacher_ckpt'], 'mmseg')
+    # Its preprocessor in training mode pads to the crop size, as the student's does.
+    teacher_data = teacher.data_preprocessor(copy.deepcopy(raw), True)
+    assert teacher_data['inputs'].shape == data['inputs'].shape == (2, 3, 32, 64)
+    with torch.no_grad():
+        feats = teacher.extract_feat(teacher_data['inputs'])
+        teacher_decode = teacher.decode_head(feats)
+        teacher_aux = teacher.auxiliary_head(feats)
+    labels = np.stack([s.gt_sem_seg.data[0].numpy() for s in data['data_samples']])
+    assert (labels[1, 24:] == 255).all() and (labels[1, :, 40:] == 255).all()
+    for key, weight, student_logits, teacher_logits in (
+            ('loss_dist_decode', 1.0, seen['decode'][1], teacher_decode),
+            ('loss_dist_aux', 0.4, seen['aux'][1], teacher_aux)):
+        assert student_logits.shape == teacher_logits.shape == (2, 19, 4, 8)
+        s_rows, t_rows = pixel_rows(student_logits, labels), pixel_rows(teacher_logits, labels)
+        assert 32 < len(s_rows) < 64  # ignored bands and padding are left out
+        expected = weight * dist_reference(s_rows, t_rows, 'softmax')
+        rel_close(losses[key].item(), expected)
+
+
+# --------------------------------------------------------------------- classification
+@pytest.fixture(scope='module')
+def cls(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('imagenet_values'))
+    make_imagenet_shapes(root)
+    paths = write_classification_configs(str(tmp_path_factory.mktemp('cls_values')), root)
+    save_checkpoint(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmpretrain')
+    return paths
+
+
+def test_classification_loss_value(cls):
+    """ResNet-18 student, ResNet-34 teacher (own mean/std): loss_dist_cls = DIST
+    (softmax) of the student's logits and the plain mmpretrain teacher's."""
+    model, cfg = build_distiller(cls['config'], 'mmpretrain')
+    assert Config.fromfile(cls['teacher_cfg']).data_preprocessor.mean == TEACHER_MEAN
+    assert Config.fromfile(cls['teacher_cfg']).data_preprocessor.std == TEACHER_STD
+    init_default_scope('mmpretrain')
+    from mmpretrain.registry import DATASETS
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)  # no random flip
+    raw = pseudo_collate([dataset[i] for i in range(4)])
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    with Outputs(fc=model.student.head.fc) as seen:
+        losses = model(**data, mode='loss')
+    teacher = plain_model(cls['teacher_cfg'], cls['teacher_ckpt'], 'mmpretrain')
+    with torch.no_grad():
+        teacher_logits = teacher(**teacher.data_preprocessor(copy.deepcopy(raw), False),
+                                 mode='tensor')
+    expected = dist_reference(seen['fc'][1].detach().numpy(), teacher_logits.numpy(), 'softmax')
+    rel_close(losses['loss_dist_cls'].item(), expected)
