@@ -1,7 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What every mmdist distiller shares: a trainable student and a frozen, hidden teacher."""
 import logging
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from mmengine.logging import print_log
@@ -12,6 +12,7 @@ from mmdist.registry import MODELS
 from mmdist.utils.checkpoint_fit import register_student_checkpoint_hook
 from ..utils.conv_bn import fold_batch_norms
 from ..utils.input_adapter import TeacherInputAdapter, img_shapes_of
+from ..utils.recorder import Record, record_calls
 from ..utils.teacher import ConfigSource, build_teacher, check_teacher_ckpt
 
 
@@ -191,5 +192,35 @@ class BaseDistiller(BaseModel):
         raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, predict and tensor mode')
 
     def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses plus ``loss_dist_*`` terms; implemented per task."""
+        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_*``.
+
+        The teacher runs first, under ``no_grad`` on the student's batch in its own
+        normalisation (:meth:`teacher_forward`), and keeps only what distillation reads:
+        its activations are freed before the student's forward starts, so the student's
+        step runs as it does alone. The student's ``loss()`` then runs with the modules
+        of :meth:`student_records` recorded, and :meth:`distill_losses` compares.
+
+        Args:
+            inputs: (N, 3, H, W) batch from the student's data preprocessor.
+            data_samples: the batch's data samples.
+        """
+        with torch.no_grad():
+            teacher_outputs = self.teacher_forward(self.teacher_inputs(inputs, data_samples))
+        with record_calls(self.student_records()) as records:
+            losses = self.student.loss(inputs, data_samples)
+        losses.update(self.distill_losses(records, teacher_outputs, data_samples))
+        return losses
+
+    # ----------------------------------------------------------------- per task
+    def teacher_forward(self, inputs: Tensor) -> Any:
+        """What distillation reads of the teacher on ``inputs`` (its normalisation)."""
+        raise NotImplementedError
+
+    def student_records(self) -> Dict[str, nn.Module]:
+        """name -> student module whose first call's inputs and output to record."""
+        raise NotImplementedError
+
+    def distill_losses(self, records: Dict[str, Record], teacher_outputs: Any,
+                       data_samples: List) -> Dict[str, Tensor]:
+        """The ``loss_dist_*`` terms from the student's records and the teacher's outputs."""
         raise NotImplementedError

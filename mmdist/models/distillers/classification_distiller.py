@@ -2,13 +2,12 @@
 """DIST for mmpretrain 1.x image classifiers: the head's class logits."""
 from typing import Dict, List, Optional
 
-import torch
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.models.heads import ClsHead, MultiLabelClsHead
 from torch import Tensor, nn
 
 from mmdist.registry import MODELS
-from ..utils.recorder import record_calls
+from ..utils.recorder import Record
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
 
@@ -41,29 +40,18 @@ class ClassificationDistiller(BaseDistiller):
 
     Args:
         student: student classifier config (e.g. ``{{_base_.model}}``).
-        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller` (the
-            teacher config's top-level ``data_preprocessor``, mmpretrain's place for the
+        teacher_cfg, teacher_ckpt: the teacher (see :class:`BaseDistiller`; the teacher
+            config's top-level ``data_preprocessor``, mmpretrain's place for the
             normalisation, is merged into its model as mmengine's Runner does).
         loss_cls: distillation loss on the class logits (``loss_dist_cls``), e.g.
             ``dict(type='mmdist.DISTLoss', tau=1.0)`` or ``dict(type='mmdist.KDLoss',
             tau=4.0)``; its activation must be softmax.
-        init_cfg: init config of the distiller's own modules.
+        **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
-    def __init__(self,
-                 student: dict,
-                 teacher_cfg: ConfigSource,
-                 teacher_ckpt: Optional[str],
-                 loss_cls: dict = dict(type='mmdist.DISTLoss'),
-                 teacher_cfg_options: Optional[dict] = None,
-                 teacher_strict: bool = True,
-                 teacher_fuse_conv_bn: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg,
-                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
+    def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
+                 loss_cls: dict = dict(type='mmdist.DISTLoss'), **kwargs) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
         heads = [
             self._check_classifier(self.student, 'model.student'),
             self._check_classifier(self.teacher, 'teacher_cfg model')
@@ -101,33 +89,23 @@ class ClassificationDistiller(BaseDistiller):
         return head
 
     # ----------------------------------------------------------------- training
-    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_cls``.
+    def teacher_forward(self, inputs: Tensor) -> Tensor:
+        """(N, C) teacher class logits."""
+        return self._logits(self.teacher.head(self.teacher.extract_feat(inputs)),
+                            self.teacher.head, 'teacher_cfg model.head')
 
-        Args:
-            inputs: (N, 3, H, W) batch from the student's data preprocessor (normalised,
-                mixed by the batch augments if any).
-            data_samples: mmpretrain ``DataSample`` list (``gt_label`` or ``gt_score``).
+    def student_records(self) -> Dict[str, nn.Module]:
+        return {'logits': self.student.head}
 
-        Returns:
-            The student's losses (``loss``) and ``loss_dist_cls``.
-        """
-        with torch.no_grad():  # first: its activations are freed before the student runs
-            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            teacher_logits = self._logits(self.teacher.head(feats), self.teacher.head,
-                                          'teacher_cfg model.head')
-            del feats
-
-        with record_calls({'logits': self.student.head}) as records:
-            losses = self.student.loss(inputs, data_samples)
+    def distill_losses(self, records: Dict[str, Record], teacher_logits: Tensor,
+                       data_samples: List) -> Dict[str, Tensor]:
+        """``loss_dist_cls`` of the (N, C) logits the student's own loss scored."""
         if not records['logits'].called:
             raise RuntimeError(f'model.student.head: {type(self.student.head).__name__} was not '
                                'called during the student loss')
         student_logits = self._logits(records['logits'].output, self.student.head,
                                       'model.student.head')
-
-        losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
-        return losses
+        return dict(loss_dist_cls=self.loss_cls(student_logits, teacher_logits))
 
     @staticmethod
     def _logits(output, head: ClsHead, key: str) -> Tensor:

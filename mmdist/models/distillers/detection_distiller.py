@@ -1,7 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST for mmdet 3.x detectors: dense one-stage heads and two-stage RoI heads."""
 import inspect
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.dense_heads import ATSSHead, FCOSHead, GFLHead, RetinaHead
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mmdist.registry import MODELS
 from ..utils.class_branch import classifier_name, dense_class_logits
 from ..utils.dense import dense_to_rows
-from ..utils.recorder import record_calls
+from ..utils.recorder import Record
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
 from .feature_mimic import FeatureMimic
@@ -45,28 +45,16 @@ class DetectionDistiller(BaseDistiller):
 
     Args:
         student: student detector config (e.g. ``{{_base_.model}}``).
-        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller`.
+        teacher_cfg, teacher_ckpt: the teacher (see :class:`BaseDistiller`).
         loss_cls: distillation loss on the class logits, e.g.
             ``dict(type='mmdist.DISTLoss', activation='sigmoid')``.
         mimic: ``None`` or kwargs of :class:`FeatureMimic` (e.g. ``dict(loss_weight=1.)``).
-        init_cfg: init config of the distiller's own modules.
+        **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
-    def __init__(self,
-                 student: dict,
-                 teacher_cfg: ConfigSource,
-                 teacher_ckpt: Optional[str],
-                 loss_cls: dict,
-                 mimic: Optional[dict] = None,
-                 teacher_cfg_options: Optional[dict] = None,
-                 teacher_strict: bool = True,
-                 teacher_fuse_conv_bn: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg,
-                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
+    def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
+                 loss_cls: dict, mimic: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
         if self.two_stage:
             expected = 'softmax'
             reason = 'the student RoI head (model.student.roi_head.bbox_head.loss_cls)'
@@ -156,23 +144,19 @@ class DetectionDistiller(BaseDistiller):
         return neck.out_channels, neck.num_outs
 
     # ----------------------------------------------------------------- training
-    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_*``.
+    def teacher_forward(self, inputs: Tensor) -> Dict[str, Any]:
+        """The teacher's FPN features (kept for two-stage students or ``mimic``) and, for
+        dense students, its class logits as :meth:`_anchor_rows`. A dense teacher runs
+        only its head's classification branch when the head allows it
+        (:func:`classifier_name`): the box regression is not distilled."""
+        feats = self.teacher.extract_feat(inputs)
+        if self.two_stage:  # its RoI head classifies the student's RoIs later
+            return dict(feats=feats)
+        rows = self._anchor_rows(dense_class_logits(self.teacher.bbox_head, feats,
+                                                    self._teacher_classifier))
+        return dict(rows=rows, feats=feats if self.mimic is not None else None)
 
-        The teacher runs first: its intermediate activations are freed before the
-        student's forward starts, so the student's step runs as it does alone; only the
-        teacher's class logits (and its FPN features, for two-stage or ``mimic``) are kept.
-        A dense teacher runs only its head's classification branch when the head allows
-        it (:func:`classifier_name`): the box regression is not distilled.
-        """
-        with torch.no_grad():
-            teacher_feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            if not self.two_stage:  # rows now: the per-level maps are freed
-                teacher_logits = self._anchor_rows(dense_class_logits(
-                    self.teacher.bbox_head, teacher_feats, self._teacher_classifier))
-                if self.mimic is None:
-                    del teacher_feats
-
+    def student_records(self) -> Dict[str, nn.Module]:
         student = self.student
         watched = {'neck': student.neck} if self.mimic is not None else {}
         if self.two_stage:
@@ -180,20 +164,21 @@ class DetectionDistiller(BaseDistiller):
             watched['logits'] = student.roi_head.bbox_head
         else:
             watched['logits'] = student.bbox_head
-        with record_calls(watched) as records:
-            losses = student.loss(inputs, data_samples)
+        return watched
 
+    def distill_losses(self, records: Dict[str, Record], teacher: Dict[str, Any],
+                       data_samples: List) -> Dict[str, Tensor]:
         student_logits = records['logits'].output[0]
         if self.two_stage:  # the teacher classifies the student's sampled RoIs
             with torch.no_grad():
-                teacher_logits = self.roi_class_logits(self.teacher.roi_head, teacher_feats,
+                teacher_logits = self.roi_class_logits(self.teacher.roi_head, teacher['feats'],
                                                        records['rois'].args[1])
-            losses['loss_dist_cls'] = self.loss_cls(student_logits, teacher_logits)
+            losses = dict(loss_dist_cls=self.loss_cls(student_logits, teacher_logits))
         else:
-            losses['loss_dist_cls'] = self._dense_loss(student_logits, teacher_logits,
-                                                       data_samples)
+            losses = dict(loss_dist_cls=self._dense_loss(student_logits, teacher['rows'],
+                                                         data_samples))
         if self.mimic is not None:
-            losses['loss_dist_mimic'] = self.mimic(records['neck'].output, teacher_feats)
+            losses['loss_dist_mimic'] = self.mimic(records['neck'].output, teacher['feats'])
         return losses
 
     @staticmethod

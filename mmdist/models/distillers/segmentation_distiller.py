@@ -1,6 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """DIST for mmsegmentation 1.x encoder-decoder segmentors: decode and auxiliary logits."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mmdist.registry import MODELS
 from ..utils.dense import dense_to_rows
-from ..utils.recorder import record_calls
+from ..utils.recorder import Record
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
 
@@ -28,27 +28,16 @@ class SegmentationDistiller(BaseDistiller):
 
     Args:
         student: student segmentor config (e.g. ``{{_base_.model}}``).
-        teacher_cfg, teacher_ckpt, teacher_cfg_options, teacher_strict,
-            teacher_fuse_conv_bn, data_preprocessor: see :class:`BaseDistiller`.
+        teacher_cfg, teacher_ckpt: the teacher (see :class:`BaseDistiller`).
         loss_decode: loss on the decode-head logits (``loss_dist_decode``).
         loss_aux: loss on the auxiliary-head logits (``loss_dist_aux``), or None.
-        init_cfg: init config of the distiller's own modules.
+        **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
-    def __init__(self,
-                 student: dict,
-                 teacher_cfg: ConfigSource,
-                 teacher_ckpt: Optional[str],
+    def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
                  loss_decode: dict = dict(type='mmdist.DISTLoss'),
-                 loss_aux: Optional[dict] = None,
-                 teacher_cfg_options: Optional[dict] = None,
-                 teacher_strict: bool = True,
-                 teacher_fuse_conv_bn: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(student, teacher_cfg, teacher_ckpt, teacher_cfg_options,
-                         teacher_strict, data_preprocessor, init_cfg,
-                         teacher_fuse_conv_bn=teacher_fuse_conv_bn)
+                 loss_aux: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
         self._check_head_pair('decode_head', 'model.loss_decode')
         self.loss_decode = build_loss(loss_decode, 'model.loss_decode', 'softmax',
                                       'the student decode head')
@@ -81,32 +70,25 @@ class SegmentationDistiller(BaseDistiller):
                           f'model.student.{attr}.num_classes')
 
     # ----------------------------------------------------------------- training
-    def loss(self, inputs: Tensor, data_samples: List) -> Dict[str, Tensor]:
-        """Student losses (its own ``loss()``, unchanged) plus ``loss_dist_decode/aux``.
+    def teacher_forward(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """The teacher's (N, C, h, w) decode logits and, with ``loss_aux``, aux logits."""
+        feats = self.teacher.extract_feat(inputs)
+        aux = self.teacher.auxiliary_head(feats) if self.loss_aux is not None else None
+        return self.teacher.decode_head(feats), aux
 
-        The teacher runs first and keeps only its logits: its intermediate activations
-        are freed before the student's forward starts.
-        """
-        with torch.no_grad():
-            feats = self.teacher.extract_feat(self.teacher_inputs(inputs, data_samples))
-            teacher_decode = self.teacher.decode_head(feats)
-            teacher_aux = (self.teacher.auxiliary_head(feats)
-                           if self.loss_aux is not None else None)
-            del feats
-
-        student = self.student
+    def student_records(self) -> Dict[str, nn.Module]:
         # mmseg heads call self.forward() directly; their classifier conv_seg is called.
-        watched = {'decode': student.decode_head.conv_seg}
+        watched = {'decode': self.student.decode_head.conv_seg}
         if self.loss_aux is not None:
-            watched['aux'] = student.auxiliary_head.conv_seg
-        with record_calls(watched) as records:
-            losses = student.loss(inputs, data_samples)
+            watched['aux'] = self.student.auxiliary_head.conv_seg
+        return watched
 
-        losses.update(self.logit_losses(
-            records['decode'].output, teacher_decode,
-            records['aux'].output if self.loss_aux is not None else None, teacher_aux,
-            data_samples))
-        return losses
+    def distill_losses(self, records: Dict[str, Record],
+                       teacher_logits: Tuple[Tensor, Optional[Tensor]],
+                       data_samples: List) -> Dict[str, Tensor]:
+        student_aux = records['aux'].output if self.loss_aux is not None else None
+        return self.logit_losses(records['decode'].output, teacher_logits[0], student_aux,
+                                 teacher_logits[1], data_samples)
 
     def logit_losses(self, student_decode: Tensor, teacher_decode: Tensor,
                      student_aux: Optional[Tensor], teacher_aux: Optional[Tensor],
