@@ -13,4 +13,4 @@ test: env
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: env
-	$(PY) tools/demo.py $(if $(TASK),--task $(TASK),)
+	$(PY) -m demo $(if $(TASK),--task $(TASK),)

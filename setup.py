@@ -70,7 +70,7 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         python_requires='>=3.8',
-        packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
+        packages=find_packages(include=('mmdist', 'mmdist.*')),
         include_package_data=True,
         package_data={'mmdist': ['.mim/model-index.yml', '.mim/configs/**/*', '.mim/tools/**/*']},
         install_requires=parse_requirements('runtime'),

@@ -1,6 +1,6 @@
 # `make demo`, detection: what the teacher and the student share. The stock RetinaNet
 # config (model type, FPN, focal loss, assigner, COCO dataset and CocoMetric) with the
-# dataloaders pointed at the synthetic COCO-format shapes that tools/demo.py writes to
+# dataloaders pointed at the synthetic COCO-format shapes that the demo (python -m demo) writes to
 # work_dirs/demo/det/data (128x128 images, 6 classes; see docs/demo.md), a short
 # from-scratch schedule and anchors scaled to the small images. Models and schedules
 # are set by det_teacher.py / det_student.py.

@@ -8,7 +8,7 @@ model = dict(
     type='mmdist.DetectionDistiller',
     student={{_base_.model}},
     teacher_cfg='{{ fileDirname }}/det_teacher.py',
-    # Written by tools/demo.py (the cached teacher); pass another with
+    # Written by the demo (python -m demo) (the cached teacher); pass another with
     # --cfg-options model.teacher_ckpt=...
     teacher_ckpt='work_dirs/demo/det/teacher.pth',
     loss_cls=dict(type='mmdist.KDLoss', activation='sigmoid', tau=1.0, loss_weight=1.0))

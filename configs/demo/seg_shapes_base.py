@@ -1,7 +1,7 @@
 # `make demo`, segmentation: what the teacher and the student share. The stock
 # DeepLabV3-R18-d8 Cityscapes config (model type, ASPP decode head + FCN auxiliary head,
 # CityscapesDataset, IoUMetric) with the dataloaders pointed at the synthetic
-# Cityscapes-format shapes that tools/demo.py writes to work_dirs/demo/seg/data
+# Cityscapes-format shapes that the demo (python -m demo) writes to work_dirs/demo/seg/data
 # (64x128 images; train id 0 = background, 1-6 = the six shapes; see docs/demo.md) and
 # a short from-scratch schedule. Models and schedules are set by seg_teacher.py /
 # seg_student.py.

@@ -8,7 +8,7 @@ model = dict(
     type='mmdist.SegmentationDistiller',
     student={{_base_.model}},
     teacher_cfg='{{ fileDirname }}/seg_teacher.py',
-    # Written by tools/demo.py (the cached teacher); pass another with
+    # Written by the demo (python -m demo) (the cached teacher); pass another with
     # --cfg-options model.teacher_ckpt=...
     teacher_ckpt='work_dirs/demo/seg/teacher.pth',
     loss_decode=dict(type='mmdist.DISTLoss', tau=1.0, loss_weight=1.0),

@@ -126,7 +126,7 @@ def peak_memory(impl, scale, device, amp):
 
 def cpu_peak(impl, scale, amp):
     """Run in a fresh process: resident peak of one CPU fwd + bwd above the inputs."""
-    from mmdist.testing.memory import extra_peak_bytes
+    from memory import extra_peak_bytes  # tools/analysis_tools/memory.py
     fn = make_impls()[impl]
     z_s, z_t = make_inputs(scale, 'cpu', amp)
     activation = SCALES[scale][2]

@@ -58,7 +58,7 @@ from mmdist.models.utils.recorder import record_calls
 from mmdist.models.utils.teacher import RANDOM_TEACHER, build_teacher
 from mmdist.registry import MODELS
 from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
-from mmdist.testing.memory import extra_peak_bytes
+from memory import extra_peak_bytes  # tools/analysis_tools/memory.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {

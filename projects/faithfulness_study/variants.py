@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
 from mmdist.datasets import SHAPE_CLASSES, cityscapes_shapes_classes
-from mmdist.demo.tasks import DETECTION, SEGMENTATION, DataSpec, DemoTask
+from demo.tasks import DETECTION, SEGMENTATION, DataSpec, DemoTask
 
 #: CutMix of the calibration-aware DIST config (configs/dist_seg/dist-cutmix_*.py).
 CUTMIX = dict(alpha=1.0, prob=0.5)
@@ -77,7 +77,7 @@ class Column:
 
 
 #: Evaluators of the segmentation studies: mmseg's mIoU / mAcc / aAcc and the
-#: faithfulness metric, both with per-class keys (:mod:`mmdist.study.metrics`).
+#: faithfulness metric, both with per-class keys (:mod:`projects.faithfulness_study.metrics`).
 SEG_EVALUATORS = (dict(type='mmdist.PerClassIoUMetric', iou_metrics=['mIoU']),
                   dict(type='mmdist.PerClassSegFaithfulnessMetric'))
 #: Evaluators of the detection study: COCO box AP with per-class AP

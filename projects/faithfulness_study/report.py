@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from mmdist.datasets import cityscapes_shapes_classes
-from mmdist.demo.console import format_duration
+from demo.console import format_duration
 from .runner import StudyResult
 from .table import markdown_table
 from .variants import CUTMIX, INTRA_CLASS_THRESHOLD, KL_WEIGHT

@@ -3,13 +3,13 @@
 
 Each is written next to its run (``<work dir>/<name>.py``) so that what ran can be read
 back: ``_base_`` is the demo config, then the variant's model overrides, then the paired
-test loop and the per-class evaluators (:mod:`mmdist.study.metrics`).
+test loop and the per-class evaluators (:mod:`projects.faithfulness_study.metrics`).
 """
 import os
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
-from mmdist.demo.paths import demo_config
+from demo.paths import demo_config
 
 
 def write_config(path: str, base: str, evaluators: Sequence[Dict],
@@ -26,9 +26,9 @@ def write_config(path: str, base: str, evaluators: Sequence[Dict],
             the plain test loop (the teacher evaluated alone).
         comment: first line of the file.
     """
-    lines = [f'# {comment or "written by mmdist.study"}',
+    lines = [f'# {comment or "written by projects/faithfulness_study"}',
              f'_base_ = [{demo_config(base)!r}]',
-             "custom_imports = {'imports': ['mmdist', 'mmdist.study.metrics'], "
+             "custom_imports = {'imports': ['mmdist', 'projects.faithfulness_study.metrics'], "
              "'allow_failed_imports': False}"]
     if model:
         lines.append(f'model = {model!r}')

@@ -25,7 +25,7 @@ class StageResult:
     """What one trained-and-tested run produced.
 
     Attributes:
-        task, role, seed: which run (``role`` in :data:`mmdist.demo.tasks.ROLES`).
+        task, role, seed: which run (``role`` in :data:`demo.tasks.ROLES`).
         config: the demo config trained.
         work_dir: its work directory (logs, checkpoint, ``test/``).
         checkpoint: the final checkpoint.
@@ -104,7 +104,7 @@ def run_stage(task: str, role: str, seed: int, config: str, work_dir: str,
         options: ``--cfg-options`` for both training and testing.
         test_options: extra ``--cfg-options`` for testing only.
         console: progress output.
-        router: the demo's :class:`~mmdist.demo.console.OutputRouter` pair; the
+        router: the demo's :class:`~demo.console.OutputRouter` pair; the
             runners' own output goes to ``<work_dir>/demo_stage.log``.
     """
     os.makedirs(work_dir, exist_ok=True)

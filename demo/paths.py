@@ -1,28 +1,21 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Where the demo finds ``tools/*.py`` and ``configs/demo/*.py``.
-
-In a source checkout they are next to the ``mmdist`` package; in an installed package
-they are under ``mmdist/.mim/`` (see ``setup.py``). The demo runs the very scripts a user
-runs (``tools/train.py``, ``tools/test.py``), imported as modules.
+"""Where the demo finds ``tools/*.py`` and ``configs/demo/*.py``: the repository root,
+which holds ``demo/``. The demo runs the very scripts a user runs (``tools/train.py``,
+``tools/test.py``), imported as modules.
 """
 import importlib.util
 import os.path as osp
 from types import ModuleType
 from typing import Dict
 
-PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
-_CANDIDATE_ROOTS = (osp.dirname(PACKAGE_DIR), osp.join(PACKAGE_DIR, '.mim'))
+#: The repository root.
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _TOOLS: Dict[str, ModuleType] = {}
 
 
 def resource_root() -> str:
-    """The folder holding ``tools/`` and ``configs/`` (source checkout or ``.mim``)."""
-    for root in _CANDIDATE_ROOTS:
-        if osp.isfile(osp.join(root, 'tools', 'train.py')) and osp.isdir(
-                osp.join(root, 'configs', 'demo')):
-            return root
-    raise FileNotFoundError('cannot find tools/train.py and configs/demo/ in '
-                            f'{" or ".join(_CANDIDATE_ROOTS)}')
+    """The folder holding ``tools/`` and ``configs/``."""
+    return ROOT
 
 
 def demo_config(name: str) -> str:

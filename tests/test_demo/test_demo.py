@@ -1,5 +1,5 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""`make demo` in --tiny mode: the same pipeline (tools/demo.py -> tools/train.py and
+"""`make demo` in --tiny mode: the same pipeline (python -m demo -> tools/train.py and
 tools/test.py on configs/demo/*.py), a few images and iterations, into a tmp dir."""
 import io
 import json
@@ -8,13 +8,13 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import load_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmdist.demo import ROLES
-from mmdist.demo.console import format_duration
-from mmdist.demo.paths import demo_config
+import demo.__main__ as demo_cli
+from demo import ROLES, DemoOptions, run_demo
+from demo.console import format_duration
+from demo.paths import demo_config
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 
@@ -25,25 +25,23 @@ ROW_NAMES = ('teacher', 'student', 'student + KD', 'student + DIST')
 def tiny_run(tmp_path_factory):
     """One --tiny run of both tasks (the test's main cost), then a second one."""
     out_dir = str(tmp_path_factory.mktemp('demo'))
-    demo = load_tool('demo')
     first_out, second_out = io.StringIO(), io.StringIO()
     args = ['--tiny', '--out-dir', out_dir]
-    from mmdist.demo import DemoOptions, run_demo
-    first = run_demo(DemoOptions(**_options(demo, args)), stream=first_out)
+    first = run_demo(DemoOptions(**_options(args)), stream=first_out)
     # The second run (detection only) rewrites report.md: keep the first one's.
     first_report = open(first.report, encoding='utf-8').read()
-    second = run_demo(DemoOptions(**_options(demo, args + ['--task', 'det'])),
+    second = run_demo(DemoOptions(**_options(args + ['--task', 'det'])),
                       stream=second_out)
     return dict(out_dir=out_dir, first=first, second=second, first_out=first_out.getvalue(),
                 second_out=second_out.getvalue(), first_report=first_report)
 
 
-def _options(demo, argv):
-    """tools/demo.py's own argument parsing, as DemoOptions keywords."""
-    args = demo.parse_args(argv)
+def _options(argv):
+    """``python -m demo``'s own argument parsing, as DemoOptions keywords."""
+    args = demo_cli.parse_args(argv)
     return dict(task=args.task, out_dir=args.out_dir, tiny=args.tiny, seeds=args.seeds,
                 retrain_teacher=args.retrain_teacher, verbose=args.verbose,
-                threads=args.threads, command='tools/demo.py ' + ' '.join(argv))
+                threads=args.threads, command='python -m demo ' + ' '.join(argv))
 
 
 def test_every_stage_ran_and_was_evaluated(tiny_run):

@@ -3,7 +3,7 @@
 
 The folder gets a ``manifest.json`` with the generator arguments and a hash of every
 file. A second run with the same arguments reuses the files; the hash keys the teacher
-cache (:mod:`mmdist.demo.cache`), so a changed dataset retrains the teacher.
+cache (:mod:`demo.cache`), so a changed dataset retrains the teacher.
 """
 import hashlib
 import json

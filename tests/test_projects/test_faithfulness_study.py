@@ -1,14 +1,14 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""tools/analysis_tools/seg_faithfulness_study.py --tiny: studies A and B end to end (train
+"""projects/faithfulness_study/run.py --tiny: studies A and B end to end (train
 through tools/train.py, paired test through tools/test.py), 2 iterations per run. Study C
 is study B with other class weights (same code path)."""
-import importlib.util
 import json
 import math
 import os.path as osp
 
 import pytest
-from conftest import REPO
+
+from projects.faithfulness_study import run as study_script
 
 LABELS = {
     'A': ['teacher', 'DIST', 'DIST + CutMix'],
@@ -17,19 +17,11 @@ LABELS = {
 }
 
 
-def _load_script():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'seg_faithfulness_study.py')
-    spec = importlib.util.spec_from_file_location('seg_faithfulness_study', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tiny_study(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp('study'))
-    paths = _load_script().main(['--tiny', '--study', 'A', 'B', '--out-dir', out_dir,
-                                   '--teacher-cache'])
+    paths = study_script.main(['--tiny', '--study', 'A', 'B', '--out-dir', out_dir,
+                               '--teacher-cache'])
     with open(paths['results'], encoding='utf-8') as f:
         results = json.load(f)
     with open(paths['report'], encoding='utf-8') as f:
@@ -117,8 +109,8 @@ def test_configs_of_the_runs_are_written(tiny_study):
 def test_detection_study_runs_paired_with_per_class_fidelity(tmp_path):
     """Study E (detection) end to end in --tiny mode: RetinaNet students evaluated with
     CocoMetric (per-class AP) and DetFaithfulnessMetric against their teacher."""
-    paths = _load_script().main(['--tiny', '--study', 'E', '--out-dir', str(tmp_path),
-                                 '--teacher-cache'])
+    paths = study_script.main(['--tiny', '--study', 'E', '--out-dir', str(tmp_path),
+                               '--teacher-cache'])
     with open(paths['results'], encoding='utf-8') as f:
         study = json.load(f)['studies']['E']
     assert [r['label'] for r in [study['teacher']] + study['students']] == [

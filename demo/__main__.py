@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""`make demo`: train a teacher and a student three ways (alone, + KD, + DIST) on
-synthetic COCO- and Cityscapes-format data, evaluate them, and report. See docs/demo.md.
+"""`make demo` = `python -m demo` (from the repository root): train a teacher and a
+student three ways (alone, + KD, + DIST) on synthetic COCO- and Cityscapes-format data,
+evaluate them, and report. See docs/demo.md.
 """
 import argparse
 import shlex
@@ -36,8 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
     # Imported here so that --help is instant.
-    from mmdist.demo import DemoOptions, run_demo
-    command = ' '.join(['tools/demo.py'] + [shlex.quote(a) for a in
+    from demo import DemoOptions, run_demo
+    command = ' '.join(['python -m demo'] + [shlex.quote(a) for a in
                                             (sys.argv[1:] if argv is None else argv)])
     options = DemoOptions(task=args.task, out_dir=args.out_dir, tiny=args.tiny,
                           seeds=args.seeds, retrain_teacher=args.retrain_teacher,

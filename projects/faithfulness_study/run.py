@@ -12,17 +12,24 @@ box AP, per-class AP, fidelity recall per class and class-balanced D-ECE.
 
 Every run trains a ``configs/demo/`` config through ``tools/train.py`` and is tested
 through ``tools/test.py`` with ``mmdist.PairedTestLoop``; the study definitions and the
-option values are in :mod:`mmdist.study.variants`. Writes ``report.md`` and
+option values are in :mod:`projects.faithfulness_study.variants`. Writes ``report.md`` and
 ``results.json`` into ``--out-dir`` and prints the tables.
 
-    OMP_NUM_THREADS=1 python tools/analysis_tools/seg_faithfulness_study.py \\
+    OMP_NUM_THREADS=1 python projects/faithfulness_study/run.py \\
         --out-dir work_dirs/faithfulness_study --study all --seeds 0
+
+(from the repository root; the study uses the demo's pieces, ``demo/``).
 """
 import argparse
 import os.path as osp
 import shlex
 import sys
 from typing import Dict, List, Optional
+
+#: The repository root: ``demo`` and ``projects.faithfulness_study`` import from there.
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,12 +68,12 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
     import torch
 
-    from mmdist.demo.console import Console, routed_output
-    from mmdist.study import STUDIES, StudySettings, run_study
-    from mmdist.study.report import write_outputs
-    from mmdist.study.table import markdown_table
+    from demo.console import Console, routed_output
+    from projects.faithfulness_study import STUDIES, StudySettings, run_study
+    from projects.faithfulness_study.report import write_outputs
+    from projects.faithfulness_study.table import markdown_table
 
-    command = ' '.join(['tools/analysis_tools/seg_faithfulness_study.py'] + [
+    command = ' '.join(['projects/faithfulness_study/run.py'] + [
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
     names = list(STUDIES) if 'all' in args.study else list(dict.fromkeys(args.study))
     studies = [STUDIES[name] for name in names]

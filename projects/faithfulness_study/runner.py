@@ -1,8 +1,8 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Run a study: data, teacher (cached), every student per seed, each evaluated paired.
 
-The pieces are the demo's (:mod:`mmdist.demo`): the synthetic data and its fingerprint,
-the teacher cache keyed by config + data, and :func:`~mmdist.demo.stages.run_stage`,
+The pieces are the demo's (:mod:`demo`): the synthetic data and its fingerprint,
+the teacher cache keyed by config + data, and :func:`~demo.stages.run_stage`,
 which trains through ``tools/train.py`` and tests through ``tools/test.py`` in-process.
 The teacher is evaluated alone with the same evaluators, and every student with
 ``mmdist.PairedTestLoop`` against that teacher.
@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from mmdist.demo.cache import TeacherCache, teacher_key
-from mmdist.demo.console import Console, format_duration
-from mmdist.demo.data import prepare_data
-from mmdist.demo.paths import demo_config, load_tool
-from mmdist.demo.stages import StageResult, run_stage
+from demo.cache import TeacherCache, teacher_key
+from demo.console import Console, format_duration
+from demo.data import prepare_data
+from demo.paths import demo_config, load_tool
+from demo.stages import StageResult, run_stage
 from . import metrics  # noqa: F401  (registers the per-class metrics)
 from .configs import write_config
 from .table import RunRow

@@ -9,7 +9,8 @@ from faithfulness_helpers import random_seg_case, seg_sample
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmdist.study.metrics import PerClassIoUMetric, PerClassSegFaithfulnessMetric
+from projects.faithfulness_study.metrics import (PerClassIoUMetric,
+                                                PerClassSegFaithfulnessMetric)
 
 
 def test_per_class_agreement_is_the_share_of_teacher_pixels_kept():

@@ -5,13 +5,13 @@ For each task (detection, segmentation):
 
 1. generate the synthetic dataset (train + held-out split) under ``<out>/<task>/data``;
 2. train the teacher config, or reuse the cached teacher with the same config, data and
-   schedule (:mod:`mmdist.demo.cache`); copy it to ``<out>/<task>/teacher.pth``;
+   schedule (:mod:`demo.cache`); copy it to ``<out>/<task>/teacher.pth``;
 3. for each seed, train the student config three ways — alone, with KD, with DIST —
    with the same schedule and seed, each evaluated on the held-out split;
 
 then print the table and write ``report.md``, ``results.json`` and ``demo.png``.
 Every run goes through ``tools/train.py`` and ``tools/test.py`` with a config from
-``configs/demo/`` (:mod:`mmdist.demo.stages`).
+``configs/demo/`` (:mod:`demo.stages`).
 """
 import json
 import os
@@ -36,7 +36,7 @@ from .tasks import DISTILLED, ROLE_NAMES, DemoTask, select_tasks
 
 @dataclass
 class DemoOptions:
-    """What to run (the options of ``tools/demo.py``).
+    """What to run (the options of ``python -m demo``).
 
     Attributes:
         task: ``'det'``, ``'seg'`` or ``'all'``.
@@ -56,7 +56,7 @@ class DemoOptions:
     retrain_teacher: bool = False
     verbose: bool = False
     threads: int = 1
-    command: str = 'tools/demo.py'
+    command: str = 'python -m demo'
 
 
 @dataclass
