@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What tools/train.py and tools/test.py share: config loading, checks made before a run
 starts, the hooks mmdist adds to training, and CPU multi-process setup."""
+import logging
 import os.path as osp
 from datetime import timedelta
 from typing import Optional
@@ -15,6 +16,8 @@ from .checkpoint import validate_checkpoint
 
 #: Hooks every training run through mmdist's tools gets (see docs/run_lifecycle.md).
 TRAINING_HOOKS = ('mmdist.RNGStateHook', 'mmdist.FiniteLossHook')
+#: What tools/train.py uses in place of mmengine's ``CheckpointHook``.
+CHECKPOINT_HOOK = 'mmdist.SafeCheckpointHook'
 
 
 def load_run_config(config: str, work_dir: Optional[str], launcher: str,
@@ -71,13 +74,25 @@ def shutdown_distributed(wait_for_ranks: bool = False) -> None:
 
 
 def add_training_hooks(cfg: Config) -> None:
-    """Append :data:`TRAINING_HOOKS` to ``cfg.custom_hooks`` unless already there."""
+    """Append :data:`TRAINING_HOOKS` to ``cfg.custom_hooks`` unless already there, and
+    make ``default_hooks.checkpoint`` of type ``CheckpointHook`` a :data:`CHECKPOINT_HOOK`
+    (same arguments)."""
     hooks = list(cfg.get('custom_hooks', None) or [])
     present = {hook.get('type') for hook in hooks}
     for hook_type in TRAINING_HOOKS:
         if hook_type not in present and hook_type.split('.')[-1] not in present:
             hooks.append(dict(type=hook_type))
     cfg.custom_hooks = hooks
+    checkpoint = (cfg.get('default_hooks', None) or {}).get('checkpoint', None)
+    if checkpoint is None:
+        return
+    if checkpoint.get('type') == 'CheckpointHook':
+        checkpoint['type'] = CHECKPOINT_HOOK
+    elif checkpoint.get('type') not in (CHECKPOINT_HOOK, CHECKPOINT_HOOK.split('.')[-1]):
+        print_log(f'default_hooks.checkpoint.type={checkpoint.get("type")!r}: checkpoints are '
+                  f'not checked for non-finite weights nor written atomically (only '
+                  f'CheckpointHook is replaced by {CHECKPOINT_HOOK})', 'current',
+                  level=logging.WARNING)
 
 
 def validate_run_checkpoints(cfg: Config) -> None:

@@ -1,46 +1,154 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""A non-finite distillation loss stops training, naming iteration and loss term."""
+"""A non-finite loss or weight stops training on every rank before a checkpoint holds it."""
+import glob
+import os
 import os.path as osp
+import socket
+import traceback
 
 import pytest
 import torch
+import torch.multiprocessing as mp
+from classification_helpers import make_imagenet_shapes, write_classification_configs
 from conftest import load_tool
 from segmentation_helpers import write_segmentation_configs
 
-from mmdist.engine import NonFiniteLossError
+from mmdist.engine import NonFiniteLossError, NonFiniteStateError
 from mmdist.models.losses import DISTLoss
 from mmdist.registry import MODELS
 
 
 @MODELS.register_module(force=True)
-class NaNOnThirdCallDISTLoss(DISTLoss):
-    """Test-only: DIST that returns NaN from its third call on."""
+class NonFiniteDISTLoss(DISTLoss):
+    """Test-only: DIST whose value becomes ``value`` (nan or inf) from call ``from_call`` on
+    (one call per iteration), on the ranks listed in ``ranks`` (all ranks if None)."""
 
     calls = 0
+    from_call = 3
+    value = float('nan')
+    ranks = None
 
     def forward(self, *args, **kwargs):
         type(self).calls += 1
         loss = super().forward(*args, **kwargs)
-        return loss * float('nan') if type(self).calls >= 3 else loss
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if type(self).calls >= self.from_call and (self.ranks is None or rank in self.ranks):
+            return loss * self.value  # also makes the gradients non-finite (DIST > 0)
+        return loss
 
 
-def test_nan_distillation_loss_stops_training_before_its_checkpoint(tmp_path, cityscapes_root):
+@pytest.fixture(scope='module')
+def imagenet_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('imagenet_shapes'))
+    make_imagenet_shapes(root)  # 16 training images
+    return root
+
+
+def checkpoint_tensors(path):
+    """All floating tensors of a checkpoint file (weights, buffers, optimizer state)."""
+    ckpt = torch.load(path)
+    tensors = [v for v in ckpt['state_dict'].values() if v.is_floating_point()]
+    for state in ckpt.get('optimizer', {}).get('state', {}).values():
+        tensors += [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+    return tensors
+
+
+def assert_checkpoints_finite(work_dir):
+    for path in glob.glob(osp.join(work_dir, '*.pth')):
+        tensors = checkpoint_tensors(path)
+        assert tensors and all(torch.isfinite(t).all() for t in tensors), path
+
+
+@pytest.mark.parametrize('value', ['nan', 'inf'])
+def test_non_finite_loss_stops_training_before_its_checkpoint(tmp_path, cityscapes_root,
+                                                              value):
+    """An infinite loss must stop training too (a hook testing isnan would train on)."""
     cfg = write_segmentation_configs(str(tmp_path), cityscapes_root, 'pspnet')['config']
     work_dir = str(tmp_path / 'work')
-    NaNOnThirdCallDISTLoss.calls = 0
+    NonFiniteDISTLoss.calls, NonFiniteDISTLoss.value = 0, float(value)
     runner = load_tool('train').build_runner([
-        cfg, '--work-dir', work_dir, '--cfg-options', 'visualizer.name=nan_hook',
-        'model.loss_aux=None', 'model.loss_decode.type=mmdist.NaNOnThirdCallDISTLoss',
+        cfg, '--work-dir', work_dir, '--cfg-options', f'visualizer.name=loss_{value}',
+        'model.loss_aux=None', 'model.loss_decode.type=mmdist.NonFiniteDISTLoss',
         'default_hooks.checkpoint.interval=1'
     ])
     with pytest.raises(NonFiniteLossError,
-                       match=r"iteration 3: loss term 'loss_dist_decode' is nan"):
+                       match=rf"iteration 3: loss term 'loss_dist_decode' is {value}"):
         runner.train()
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     assert not osp.exists(osp.join(work_dir, 'iter_3.pth'))
-    # The last good checkpoint holds finite weights.
-    state = torch.load(osp.join(work_dir, 'iter_2.pth'))['state_dict']
-    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert_checkpoints_finite(work_dir)  # the last good checkpoint holds finite weights
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, cityscapes_root):
+    """Issue 20's reproduction: lr=3e38 makes the weights infinite after the first step
+    while the first loss is finite; no checkpoint may hold them."""
+    cfg = write_segmentation_configs(str(tmp_path), cityscapes_root, 'pspnet')['config']
+    work_dir = str(tmp_path / 'work')
+    runner = load_tool('train').build_runner([
+        cfg, '--work-dir', work_dir, '--cfg-options', 'visualizer.name=lr_overflow',
+        'optim_wrapper.optimizer.lr=3e38', 'param_scheduler=[]', 'train_cfg.max_iters=8',
+        'default_hooks.checkpoint.interval=1'
+    ])
+    with pytest.raises(NonFiniteStateError) as raised:
+        runner.train()
+    message = str(raised.value)
+    assert message.startswith("iteration 1: model tensor 'student."), message
+    assert 'iter_1.pth was not written' in message and 'no checkpoint written yet' in message
+    # The tensor named is the first non-finite one of the student's state_dict.
+    student = runner.model.state_dict()
+    first = next(k for k, v in student.items() if v.is_floating_point()
+                 and not torch.isfinite(v).all())
+    assert message.startswith(f'iteration 1: model tensor {first!r} holds ')
+    assert glob.glob(osp.join(work_dir, '*.pth')) == []
+    assert not osp.exists(osp.join(work_dir, 'last_checkpoint'))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _nan_on_rank1_worker(rank, port, cfg, work_dir, out_dir):
+    """One of two gloo ranks training through tools/train.py's main (``--launcher pytorch``)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
+                      MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    NonFiniteDISTLoss.from_call, NonFiniteDISTLoss.ranks = 4, (1, )
+    train = load_tool('train')
+    try:
+        train.main([
+            cfg, '--work-dir', work_dir, '--launcher', 'pytorch', '--cfg-options',
+            'model.loss_cls.type=mmdist.NonFiniteDISTLoss', 'train_cfg.max_epochs=3',
+            'train_cfg.val_interval=10', 'env_cfg.dist_cfg.timeout=60'
+        ])
+        outcome = 'finished'
+    except Exception as err:  # noqa: BLE001 - reported to the parent process
+        outcome = f'{type(err).__name__}: {err}\n{traceback.format_exc()}'
+    finally:
+        train.shutdown_distributed()
+    with open(osp.join(out_dir, f'rank{rank}.txt'), 'w') as f:
+        f.write(outcome)
+
+
+def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path, imagenet_root):
+    """Issue 20's 2-rank case: 2 gloo ranks, epoch-based, 2 iterations per epoch; only
+    rank 1's loss turns NaN, at iteration 4 (the end of epoch 2). Both ranks stop there,
+    naming rank 1's term, and rank 0 (which alone saves) writes no epoch_2.pth."""
+    cfg = write_classification_configs(str(tmp_path), imagenet_root)['config']
+    work_dir = str(tmp_path / 'work')
+    mp.spawn(_nan_on_rank1_worker, args=(_free_port(), cfg, work_dir, str(tmp_path)),
+             nprocs=2, join=True)
+    for rank in (0, 1):
+        with open(tmp_path / f'rank{rank}.txt') as f:
+            outcome = f.read()
+        assert outcome.startswith("NonFiniteLossError: iteration 4: loss term "
+                                  "'loss_dist_cls' is nan on rank 1;"), outcome
+    assert_checkpoints_finite(work_dir)
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+    assert not osp.exists(osp.join(work_dir, 'epoch_2.pth'))
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        assert f.read() == osp.join(work_dir, 'epoch_1.pth')
 
 
 def test_training_runs_get_the_mmdist_hooks(tmp_path, cityscapes_root):
@@ -49,5 +157,7 @@ def test_training_runs_get_the_mmdist_hooks(tmp_path, cityscapes_root):
         [cfg, '--work-dir', str(tmp_path / 'w'), '--cfg-options', 'visualizer.name=hooks'])
     names = [type(hook).__name__ for hook in runner.hooks]
     assert 'RNGStateHook' in names and 'FiniteLossHook' in names
-    # ... and the non-finite check runs before the checkpoint is saved.
-    assert names.index('FiniteLossHook') < names.index('CheckpointHook')
+    # mmengine's CheckpointHook is replaced by the one that checks and writes atomically...
+    assert 'SafeCheckpointHook' in names and 'CheckpointHook' not in names
+    # ... and the non-finite loss check runs before the checkpoint is saved.
+    assert names.index('FiniteLossHook') < names.index('SafeCheckpointHook')
