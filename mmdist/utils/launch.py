@@ -1,10 +1,13 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What tools/train.py and tools/test.py share: config loading, checks made before a run
-starts, the hooks mmdist adds to training, and CPU multi-process setup."""
+starts, the hooks mmdist adds to training, CPU multi-process setup and the collective
+timeout."""
+import contextlib
 import logging
+import numbers
 import os.path as osp
 from datetime import timedelta
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -18,6 +21,17 @@ from .checkpoint import validate_checkpoint
 TRAINING_HOOKS = ('mmdist.RNGStateHook', 'mmdist.FiniteLossHook')
 #: What tools/train.py uses in place of mmengine's ``CheckpointHook``.
 CHECKPOINT_HOOK = 'mmdist.SafeCheckpointHook'
+
+#: The config key of the collective timeout (seconds), mmengine's own.
+TIMEOUT_KEY = 'env_cfg.dist_cfg.timeout'
+#: Its default in mmdist's tools: a rank that hangs (or is stopped) fails the run after
+#: this long instead of torch's 30 minutes (gloo); long enough for rank 0 alone to save a
+#: checkpoint or compute COCO metrics while the others wait.
+DEFAULT_COLLECTIVE_TIMEOUT = 600
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A collective operation waited longer than ``env_cfg.dist_cfg.timeout``."""
 
 
 def load_run_config(config: str, work_dir: Optional[str], launcher: str,
@@ -33,7 +47,51 @@ def load_run_config(config: str, work_dir: Optional[str], launcher: str,
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    set_collective_timeout(cfg)
     return cfg
+
+
+def set_collective_timeout(cfg: Config) -> float:
+    """Check ``env_cfg.dist_cfg.timeout`` and give it mmdist's default when unset.
+
+    mmengine passes ``env_cfg.dist_cfg`` to ``init_process_group`` (GPU launchers);
+    :func:`setup_cpu_distributed` does the same on CPU.
+
+    Returns:
+        The timeout in seconds.
+    """
+    env_cfg = cfg.get('env_cfg', None) or {}
+    dist_cfg = env_cfg.get('dist_cfg', None) or {}
+    timeout = dist_cfg.get('timeout', None)
+    if timeout is None:
+        timeout = DEFAULT_COLLECTIVE_TIMEOUT
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout <= 0:
+        raise ValueError(f'{TIMEOUT_KEY} must be a positive number of seconds, got {timeout!r}')
+    dist_cfg['timeout'] = timeout
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
+    return timeout
+
+
+def is_collective_timeout(err: BaseException) -> bool:
+    """Whether ``err`` is torch.distributed reporting a collective that timed out."""
+    return isinstance(err, RuntimeError) and 'timed out' in str(err).lower()
+
+
+@contextlib.contextmanager
+def explain_collective_timeout(timeout: Optional[float] = None) -> Iterator[None]:
+    """Re-raise a collective timeout as :class:`CollectiveTimeoutError` naming the setting."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not is_collective_timeout(err):
+            raise
+        after = f' ({timeout:g} s)' if timeout is not None else ''
+        raise CollectiveTimeoutError(
+            f'a collective operation waited longer than {TIMEOUT_KEY}{after} for another rank '
+            '(hung, stopped, crashed or far slower than the others): the run is stopped. '
+            f'If the ranks were only slow, raise it, e.g. --cfg-options {TIMEOUT_KEY}=1800 '
+            f'(see docs/run_lifecycle.md). torch.distributed said: {err}') from err
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
@@ -47,14 +105,13 @@ def setup_cpu_distributed(cfg: Config) -> None:
     if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
         return
     if not torch_dist.is_initialized():
-        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)
+        timeout = set_collective_timeout(cfg)
         torch_dist.init_process_group(backend='gloo', timeout=timedelta(seconds=timeout))
     wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
     wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
     print_log(f'no CUDA device: distributed run over gloo on CPU (rank '
               f'{torch_dist.get_rank()} of {torch_dist.get_world_size()})', 'current')
-
 
 
 def shutdown_distributed(wait_for_ranks: bool = False) -> None:
@@ -104,3 +161,4 @@ def validate_run_checkpoints(cfg: Config) -> None:
                                 f'--resume (latest checkpoint in {cfg.work_dir})')
     elif cfg.get('load_from'):
         validate_checkpoint(cfg.load_from, 'load_from')
+
