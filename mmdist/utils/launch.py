@@ -14,6 +14,7 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import validate_checkpoint
 
@@ -162,3 +163,43 @@ def validate_run_checkpoints(cfg: Config) -> None:
     elif cfg.get('load_from'):
         validate_checkpoint(cfg.load_from, 'load_from')
 
+
+def is_epoch_based(cfg: Config) -> bool:
+    """Whether ``cfg.train_cfg`` builds mmengine's ``EpochBasedTrainLoop``."""
+    train_cfg = cfg.get('train_cfg', None) or {}
+    return train_cfg.get('type', None) in ('EpochBasedTrainLoop', 'mmengine.EpochBasedTrainLoop') \
+        or (train_cfg.get('type', None) is None and bool(train_cfg.get('by_epoch', False)))
+
+
+def prepare_exact_resume(cfg: Config) -> None:
+    """Settings under which a resumed run loads the data an uninterrupted run would.
+
+    * Epoch-based runs get ``train_dataloader.persistent_workers=False``: mmengine seeds
+      each data worker from (seed, rank, worker id) when it starts; a persistent worker
+      carries its random state from epoch to epoch in a process a checkpoint cannot
+      capture, so after a resume its augmentations would differ.
+    * A resumed run takes the seed stored in its checkpoint *before* the runner is built
+      (mmengine adopts it only after the sampler and the workers' seeds were derived from
+      the config's seed, or from a fresh random one when ``randomness.seed`` is unset).
+    """
+    loader = cfg.get('train_dataloader', None)
+    if is_epoch_based(cfg) and loader and loader.get('num_workers', 0) > 0 and \
+            loader.get('persistent_workers', False):
+        loader.persistent_workers = False
+        print_log('train_dataloader.persistent_workers=True -> False in this epoch-based run: '
+                  'data workers restart each epoch from their seeds, so a resumed run '
+                  'augments exactly as an uninterrupted one (docs/run_lifecycle.md)', 'current')
+    if not cfg.get('resume', False):
+        return
+    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    if path is None:
+        return
+    seed = CheckpointLoader.load_checkpoint(path, map_location='cpu').get('meta', {}).get('seed')
+    randomness = dict(cfg.get('randomness', None) or {})
+    if seed is not None and randomness.get('seed', None) != seed:
+        if randomness.get('seed', None) is not None:
+            print_log(f'randomness.seed={randomness["seed"]} -> {seed}: resuming continues the '
+                      f'random streams of the checkpoint {path}', 'current',
+                      level=logging.WARNING)
+        randomness['seed'] = seed
+        cfg.randomness = randomness

@@ -4,7 +4,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+import torch
 from conftest import load_tool
+from detection_helpers import write_retinanet_configs
 from mmengine.hooks import Hook
 from segmentation_helpers import write_segmentation_configs
 
@@ -12,25 +14,31 @@ from mmdist.utils import CheckpointError
 
 
 class CrashAfter(Hook):
-    """Simulates a killed job: raises after iteration ``n`` (after its checkpoint)."""
+    """Simulates a killed job: raises after iteration (or epoch) ``n``, after its
+    checkpoint."""
 
     priority = 'LOWEST'
 
-    def __init__(self, n):
-        self.n = n
+    def __init__(self, n, by_epoch=False):
+        self.n, self.by_epoch = n, by_epoch
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.n:
+        if not self.by_epoch and runner.iter + 1 == self.n:
             raise KeyboardInterrupt(f'simulated interruption after iteration {self.n}')
 
+    def after_train_epoch(self, runner):
+        if self.by_epoch and runner.epoch + 1 == self.n:
+            raise KeyboardInterrupt(f'simulated interruption after epoch {self.n}')
 
-def run(config, work_dir, name, *extra, crash_after=None):
+
+def run(config, work_dir, name, *extra, crash_after=None, by_epoch=False,
+        options=('default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=2')):
     runner = load_tool('train').build_runner([
         config, '--work-dir', work_dir, *extra, '--cfg-options', f'visualizer.name={name}',
-        f'experiment_name={name}', 'default_hooks.checkpoint.interval=2'
+        f'experiment_name={name}', *options
     ])
     if crash_after is not None:
-        runner.register_hook(CrashAfter(crash_after))
+        runner.register_hook(CrashAfter(crash_after, by_epoch))
         with pytest.raises(KeyboardInterrupt):
             runner.train()
     else:
@@ -39,7 +47,9 @@ def run(config, work_dir, name, *extra, crash_after=None):
 
 
 def test_resume_gives_the_uninterrupted_losses(tmp_path, cityscapes_root):
-    # PSPNet's decode head has dropout: the resumed run must also restore torch's RNG.
+    # PSPNet's decode head has dropout: the resumed run must also restore torch's RNG, and
+    # not see the draw the uninterrupted run's validation at iteration 2 (after the
+    # checkpoint) took from it.
     cfg = write_segmentation_configs(str(tmp_path), cityscapes_root, 'pspnet')['config']
     full = run(cfg, str(tmp_path / 'full'), 'resume_full')
     assert len(full) == 4
@@ -65,3 +75,25 @@ def test_resume_from_a_bad_file_fails_before_training(tmp_path, cityscapes_root)
         train.build_runner([cfg, '--resume', str(junk)])
     with pytest.raises(CheckpointError, match=r"load_from: '.*junk.pth' is not a readable"):
         train.build_runner([cfg, '--cfg-options', f'load_from={junk}'])
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_epoch_based_resume_gives_the_uninterrupted_losses(tmp_path, coco_root, num_workers):
+    """Issue 20: tiny RetinaNet, epoch-based, RandomFlip(prob=0.5), the stock
+    ``persistent_workers=True``; the resumed run has no seed in its config (as the stock
+    configs), so it must take the checkpoint's."""
+    cfg = write_retinanet_configs(str(tmp_path), coco_root)['config']
+    options = ['train_cfg.max_epochs=2', 'default_hooks.checkpoint.interval=1',
+               'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+               f'train_dataloader.num_workers={num_workers}',
+               f'train_dataloader.persistent_workers={num_workers > 0}']
+    full = run(cfg, str(tmp_path / 'full'), f'epoch_full{num_workers}', options=options)
+    assert len(full) == 4  # 4 images, 2 per batch, 2 epochs
+    interrupted = str(tmp_path / 'interrupted')
+    run(cfg, interrupted, f'epoch_part1_{num_workers}', options=options, crash_after=1,
+        by_epoch=True)
+    assert torch.load(osp.join(interrupted, 'epoch_1.pth'))['meta']['seed'] == 0
+    resumed = run(cfg, interrupted, f'epoch_part2_{num_workers}', '--resume',
+                  options=options + ['randomness.seed=None'])
+    np.testing.assert_array_equal(resumed[:2], full[:2])
+    np.testing.assert_allclose(resumed[2:], full[2:], rtol=0, atol=1e-6)
