@@ -1,5 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Checkpoints are written atomically: a write that fails midway loses nothing.
+"""SafeCheckpointHook: checkpoints are written atomically (a write that fails midway loses
+nothing) and the first non-finite tensor of the state is named.
 
 A toy mmengine Runner with the checkpoint hook tools/train.py configures; the write of
 ``iter_2.pth`` fails midway because the process's file-size limit (``RLIMIT_FSIZE``) is
@@ -15,8 +16,10 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
+from mmdist.engine.hooks.checkpoint_hook import describe_non_finite, named_state_tensors
 from mmdist.utils import add_training_hooks
 
 
@@ -102,3 +105,23 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_last_checkpoint(
     resumed.train()
     assert resumed.iter == 3
     assert [f for f in os.listdir(work_dir) if 'iter_' in f] == ['iter_3.pth']
+
+
+def test_the_first_non_finite_tensor_is_named_weights_and_optimizer_state():
+    model = ToyModel()
+    optim_wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.1,
+                                                                   momentum=0.9)))
+    model(inputs=[torch.ones(256)]).popitem()[1].backward()
+    optim_wrapper.step()  # creates the momentum buffers
+    named = named_state_tensors(model, optim_wrapper)
+    assert [name for name, _ in named] == [
+        "model tensor 'linear.weight'", "model tensor 'linear.bias'",
+        "optimizer state 'momentum_buffer' of 'linear.weight'",
+        "optimizer state 'momentum_buffer' of 'linear.bias'"]
+    assert describe_non_finite(named) is None
+    optim_wrapper.optimizer.state[model.linear.bias]['momentum_buffer'][3] = -float('inf')
+    assert describe_non_finite(named) == \
+        "optimizer state 'momentum_buffer' of 'linear.bias' holds inf (1 of 4 tensors non-finite)"
+    model.linear.weight.data[7, 1] = float('nan')
+    assert describe_non_finite(named) == \
+        "model tensor 'linear.weight' holds nan (2 of 4 tensors non-finite)"

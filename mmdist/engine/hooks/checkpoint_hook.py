@@ -45,14 +45,18 @@ def named_state_tensors(model: torch.nn.Module, optim_wrapper) -> List[Tuple[str
 def describe_non_finite(named: List[Tuple[str, Tensor]]) -> Optional[str]:
     """Name the first tensor of ``named`` holding NaN or inf (``None`` if all are finite).
 
-    One device-to-host copy per device: the per-tensor flags are stacked first.
+    Each tensor is reduced to its (min, max) in one pass without a temporary copy (NaN
+    propagates through both, +-inf shows in one); the pairs are stacked per device, so
+    there is one device-to-host copy per device.
     """
+    named = [(name, tensor) for name, tensor in named if tensor.numel()]
     by_device = defaultdict(list)
     for index, (_, tensor) in enumerate(named):
         by_device[tensor.device].append(index)
     finite = torch.ones(len(named), dtype=torch.bool)
     for indices in by_device.values():
-        finite[indices] = torch.stack([torch.isfinite(named[i][1]).all() for i in indices]).cpu()
+        extremes = torch.stack([torch.stack(torch.aminmax(named[i][1])) for i in indices])
+        finite[indices] = torch.isfinite(extremes).all(dim=1).cpu()
     bad = (~finite).nonzero().flatten().tolist()
     if not bad:
         return None
