@@ -2,7 +2,7 @@
 """SafeCheckpointHook: checkpoints are written atomically (a write that fails midway loses
 nothing) and the first non-finite tensor of the state is named.
 
-A toy mmengine Runner with the checkpoint hook tools/train.py configures; the write of
+A toy regression trained through tools/train.py (which configures the hook); the write of
 ``iter_2.pth`` fails midway because the process's file-size limit (``RLIMIT_FSIZE``) is
 set below the checkpoint's size, as a full disk would make it fail.
 """
@@ -13,25 +13,12 @@ import signal
 
 import pytest
 import torch
-from mmengine.config import Config
+from conftest import load_tool
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
-from mmengine.runner import Runner
+from toy_helpers import ToyRegression, write_toy_config
 
 from mmdist.engine.hooks.checkpoint_hook import describe_non_finite, named_state_tensors
-from mmdist.utils import add_training_hooks
-
-
-class ToyModel(BaseModel):
-    """A 256 kB linear regression: checkpoints big enough to be cut in the middle."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(256, 256)
-
-    def forward(self, inputs, mode='loss'):
-        return dict(loss=self.linear(torch.stack(inputs)).square().mean())
 
 
 class CutWriteOfIteration(Hook):
@@ -56,24 +43,18 @@ def file_size_limit_restored():
     signal.signal(signal.SIGXFSZ, handler)
 
 
-def build_toy_runner(work_dir, name, resume=False, **checkpoint):
-    cfg = Config(dict(default_hooks=dict(
-        checkpoint=dict(type='CheckpointHook', by_epoch=False, **checkpoint))))
-    add_training_hooks(cfg)  # what tools/train.py does to the config's hooks
-    return Runner(
-        model=ToyModel(), work_dir=work_dir, experiment_name=name, resume=resume,
-        train_dataloader=dict(dataset=[dict(inputs=torch.ones(256))] * 4, batch_size=1,
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              collate_fn=dict(type='pseudo_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=3), default_hooks=cfg.default_hooks,
-        custom_hooks=cfg.custom_hooks, visualizer=dict(type='Visualizer', name=name))
+def build_toy_runner(config, work_dir, name, *options):
+    """What ``tools/train.py CONFIG --work-dir WORK_DIR --cfg-options ...`` builds."""
+    return load_tool('train').build_runner([
+        config, '--work-dir', work_dir, '--cfg-options', f'visualizer.name={name}',
+        'default_hooks.checkpoint.max_keep_ckpts=1', 'train_cfg.max_iters=3', *options])
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_and_last_checkpoint(
         tmp_path, file_size_limit_restored):
-    work_dir = str(tmp_path)
-    runner = build_toy_runner(work_dir, 'cut_write', interval=1, max_keep_ckpts=1)
+    work_dir = str(tmp_path / 'work')
+    config = write_toy_config(str(tmp_path / 'toy.py'), dim=256)  # 256 kB checkpoints
+    runner = build_toy_runner(config, work_dir, 'cut_write')
     full_size = None
 
     class Measure(Hook):
@@ -99,16 +80,14 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_last_checkpoint(
     assert osp.getsize(osp.join(work_dir, 'iter_1.pth')) == full_size
     checkpoint = torch.load(osp.join(work_dir, 'iter_1.pth'))
     assert checkpoint['meta']['iter'] == 1
-    # --resume: from the checkpoint last_checkpoint names
-    resumed = build_toy_runner(work_dir, 'cut_write_resumed', resume=True, interval=1,
-                               max_keep_ckpts=1)
+    resumed = build_toy_runner(config, work_dir, 'cut_write_resumed', '--resume')
     resumed.train()
     assert resumed.iter == 3
     assert [f for f in os.listdir(work_dir) if 'iter_' in f] == ['iter_3.pth']
 
 
 def test_the_first_non_finite_tensor_is_named_weights_and_optimizer_state():
-    model = ToyModel()
+    model = ToyRegression(dim=256)
     optim_wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.1,
                                                                    momentum=0.9)))
     model(inputs=[torch.ones(256)]).popitem()[1].backward()

@@ -63,8 +63,11 @@ def test_collective_timeout_default_override_and_bad_values(tmp_path):
                             {'env_cfg.dist_cfg.timeout': bad})
 
 
-def _stalled_peer_worker(rank, port, config, queue, go):
-    """Rank 0 waits in an all-reduce for rank 1, which the parent process has SIGSTOPped."""
+def _stalled_peer_worker(rank, port, config, conn, go):
+    """Rank 0 waits in an all-reduce for rank 1, which the parent process has SIGSTOPped.
+
+    Each rank reports through its own pipe: a queue shared by both ranks has a lock that
+    rank 1 may hold at the moment it is stopped."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     # What tools/train.py does: load the config (--cfg-options env_cfg.dist_cfg.timeout=2),
@@ -72,7 +75,7 @@ def _stalled_peer_worker(rank, port, config, queue, go):
     cfg = load_run_config(config, os.path.dirname(config), 'pytorch',
                           {'env_cfg.dist_cfg.timeout': 2})
     setup_cpu_distributed(cfg)
-    queue.put(('ready', rank, os.getpid()))
+    conn.send(('ready', rank, os.getpid()))
     if rank == 1:
         time.sleep(600)  # stopped by the parent long before this ends
         return
@@ -81,30 +84,33 @@ def _stalled_peer_worker(rank, port, config, queue, go):
     try:
         with explain_collective_timeout():
             dist.all_reduce(torch.ones(1))
-        queue.put(('finished', rank, time.monotonic() - start))
+        conn.send(('finished', rank, time.monotonic() - start))
     except Exception as err:  # noqa: BLE001 - reported to the parent process
-        queue.put((f'{type(err).__name__}: {err}', rank, time.monotonic() - start))
+        conn.send((f'{type(err).__name__}: {err}', rank, time.monotonic() - start))
 
 
 def test_a_stopped_rank_fails_the_run_after_the_configured_timeout(tmp_path):
     config = tmp_path / 'cfg.py'
     config.write_text('work_dir = None\n')
     ctx = mp.get_context('spawn')
-    queue, go = ctx.Queue(), ctx.Event()
+    go = ctx.Event()
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]  # (reader, writer) per rank
     port = _free_port()
-    procs = [ctx.Process(target=_stalled_peer_worker, args=(rank, port, str(config), queue, go))
-             for rank in (0, 1)]
+    procs = [ctx.Process(target=_stalled_peer_worker, args=(rank, port, str(config), writer, go))
+             for rank, (_, writer) in enumerate(pipes)]
     for proc in procs:
         proc.start()
+
+    def receive(rank, timeout):
+        assert pipes[rank][0].poll(timeout), f'rank {rank} sent nothing in {timeout} s'
+        return pipes[rank][0].recv()
+
     try:
-        pids = {}
-        for _ in range(2):
-            state, rank, pid = queue.get(timeout=120)
-            assert state == 'ready'
-            pids[rank] = pid
-        os.kill(pids[1], signal.SIGSTOP)  # a hung rank
+        for rank in (0, 1):
+            assert receive(rank, 120)[0] == 'ready'
+        os.kill(procs[1].pid, signal.SIGSTOP)  # a hung rank
         go.set()
-        outcome, rank, waited = queue.get(timeout=60)
+        outcome, rank, waited = receive(0, 60)
     finally:
         for proc in procs:
             proc.kill()
