@@ -3,12 +3,18 @@
 checkpoints, ranks) that build in milliseconds.
 
 The config written by :func:`write_toy_config` imports this module (``custom_imports``),
-so processes started by a test (gloo ranks) find the toy model and dataset too.
+so processes started by a test (gloo ranks, :func:`train_as_rank`) find the toy model and
+dataset too.
 """
+import os
+import os.path as osp
 import random
+import traceback
+from typing import List
 
 import numpy as np
 import torch
+from conftest import load_tool
 from mmengine.dataset import BaseDataset
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
@@ -80,3 +86,23 @@ randomness = dict(seed=0)
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)
     return path
+
+
+def train_as_rank(rank: int, world_size: int, port: int, argv: List[str], out_dir: str) -> None:
+    """One gloo rank running ``tools/train.py argv --launcher pytorch`` (what torchrun
+    starts); writes ``finished`` or the exception with its traceback to
+    ``out_dir/rank<rank>.txt``. Defined here, not in a test module, so that the spawned
+    process imports only this light module."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train = load_tool('train')
+    try:
+        train.main([*argv, '--launcher', 'pytorch'])
+        outcome = 'finished'
+    except Exception as err:  # noqa: BLE001 - reported to the parent process
+        outcome = f'{type(err).__name__}: {err}\n{traceback.format_exc()}'
+    finally:
+        train.shutdown_distributed()
+    with open(osp.join(out_dir, f'rank{rank}.txt'), 'w') as f:
+        f.write(outcome)

@@ -4,14 +4,13 @@ import glob
 import os
 import os.path as osp
 import socket
-import traceback
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import load_tool
 from segmentation_helpers import write_segmentation_configs
-from toy_helpers import write_toy_config
+from toy_helpers import train_as_rank, write_toy_config
 
 from mmdist.engine import NonFiniteLossError, NonFiniteStateError
 from mmdist.models.losses import DISTLoss
@@ -105,24 +104,6 @@ def test_infinite_loss_stops_training(tmp_path):
     assert_checkpoints_finite(str(tmp_path))
 
 
-def _nan_on_rank1_worker(rank, port, cfg, work_dir, out_dir):
-    """One of two gloo ranks training through tools/train.py's main (``--launcher pytorch``)."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
-                      MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    train = load_tool('train')
-    try:
-        train.main([cfg, '--work-dir', work_dir, '--launcher', 'pytorch', '--cfg-options',
-                    'env_cfg.dist_cfg.timeout=60'])
-        outcome = 'finished'
-    except Exception as err:  # noqa: BLE001 - reported to the parent process
-        outcome = f'{type(err).__name__}: {err}\n{traceback.format_exc()}'
-    finally:
-        train.shutdown_distributed()
-    with open(osp.join(out_dir, f'rank{rank}.txt'), 'w') as f:
-        f.write(outcome)
-
-
 def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path):
     """Issue 20's 2-rank case: 2 gloo ranks (DDP), only rank 1's batch of iteration 3 is
     NaN, a checkpoint every iteration. Both ranks stop at iteration 3, naming rank 1's
@@ -131,8 +112,8 @@ def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path):
     # DefaultSampler without shuffling: rank 1 reads samples 1, 3, 5, ...
     cfg = write_toy_config(str(tmp_path / 'toy.py'), bad_index=5, bad_value='nan')
     work_dir = str(tmp_path / 'work')
-    mp.spawn(_nan_on_rank1_worker, args=(_free_port(), cfg, work_dir, str(tmp_path)),
-             nprocs=2, join=True)
+    argv = [cfg, '--work-dir', work_dir, '--cfg-options', 'env_cfg.dist_cfg.timeout=60']
+    mp.spawn(train_as_rank, args=(2, _free_port(), argv, str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):
         with open(tmp_path / f'rank{rank}.txt') as f:
             outcome = f.read()
