@@ -47,7 +47,7 @@ def build_toy_runner(config, work_dir, name, *options):
     """What ``tools/train.py CONFIG --work-dir WORK_DIR --cfg-options ...`` builds."""
     return load_tool('train').build_runner([
         config, '--work-dir', work_dir, '--cfg-options', f'visualizer.name={name}',
-        'default_hooks.checkpoint.max_keep_ckpts=1', 'train_cfg.max_iters=3', *options])
+        f'experiment_name={name}', 'default_hooks.checkpoint.max_keep_ckpts=1', 'train_cfg.max_iters=3', *options])
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_and_last_checkpoint(
