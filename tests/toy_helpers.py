@@ -34,7 +34,7 @@ class ToyRegression(BaseModel):
 
 @DATASETS.register_module(force=True)
 class ToyDataset(BaseDataset):
-    """``length`` vectors of ones of size ``dim``.
+    """``length`` vectors of size ``dim`` filled with ``fill``.
 
     Args:
         bad_index: this sample gets ``float(bad_value)`` (e.g. ``'nan'``) in place of 1.
@@ -44,9 +44,9 @@ class ToyDataset(BaseDataset):
 
     METAINFO = dict(classes=('toy', ))
 
-    def __init__(self, length: int = 8, dim: int = 8, bad_index: int = -1,
+    def __init__(self, length: int = 8, dim: int = 8, fill: float = 1.0, bad_index: int = -1,
                  bad_value: str = 'nan', augment: bool = False):
-        self.length, self.dim, self.augment = length, dim, augment
+        self.length, self.dim, self.fill, self.augment = length, dim, fill, augment
         self.bad_index, self.bad_value = bad_index, float(bad_value)
         super().__init__(serialize_data=False, lazy_init=False)
 
@@ -54,15 +54,15 @@ class ToyDataset(BaseDataset):
         return [dict(index=i) for i in range(self.length)]
 
     def prepare_data(self, idx):
-        x = torch.full((self.dim, ), self.bad_value if idx == self.bad_index else 1.0)
+        x = torch.full((self.dim, ), self.bad_value if idx == self.bad_index else self.fill)
         if self.augment:
             x = x * float(np.random.uniform(0.5, 1.5)) + random.random()
         return dict(inputs=x)
 
 
-def write_toy_config(path: str, dim: int = 8, length: int = 8, bad_index: int = -1,
-                     bad_value: str = 'nan', augment: bool = False, by_epoch: bool = False,
-                     length_of_run: int = 4) -> str:
+def write_toy_config(path: str, dim: int = 8, length: int = 8, fill: float = 1.0,
+                     bad_index: int = -1, bad_value: str = 'nan', augment: bool = False,
+                     by_epoch: bool = False, length_of_run: int = 4) -> str:
     """A config training :class:`ToyRegression` on :class:`ToyDataset` (batch 1, SGD with
     momentum, no shuffling, a checkpoint every iteration or epoch; ``length_of_run``
     iterations or epochs)."""
@@ -72,8 +72,8 @@ def write_toy_config(path: str, dim: int = 8, length: int = 8, bad_index: int = 
 custom_imports = dict(imports=['toy_helpers'], allow_failed_imports=False)
 model = dict(type='ToyRegression', dim={dim})
 train_dataloader = dict(
-    dataset=dict(type='ToyDataset', length={length}, dim={dim}, augment={augment},
-                 bad_index={bad_index}, bad_value={bad_value!r}),
+    dataset=dict(type='ToyDataset', length={length}, dim={dim}, fill={fill},
+                 augment={augment}, bad_index={bad_index}, bad_value={bad_value!r}),
     sampler=dict(type='DefaultSampler', shuffle=False), batch_size=1, num_workers=0,
     collate_fn=dict(type='pseudo_collate'))
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))

@@ -104,26 +104,51 @@ def test_infinite_loss_stops_training(tmp_path):
     assert_checkpoints_finite(str(tmp_path))
 
 
-def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path):
-    """Issue 20's 2-rank case: 2 gloo ranks (DDP), only rank 1's batch of iteration 3 is
-    NaN, a checkpoint every iteration. Both ranks stop at iteration 3, naming rank 1's
-    loss; rank 0 (which alone saves, and whose weights DDP made NaN too) writes no
-    iter_3.pth."""
-    # DefaultSampler without shuffling: rank 1 reads samples 1, 3, 5, ...
-    cfg = write_toy_config(str(tmp_path / 'toy.py'), bad_index=5, bad_value='nan')
+@pytest.mark.parametrize('fault', ['nan_batch_on_rank1', 'huge_lr'])
+def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path, fault):
+    """Issue 20's 2-rank case, through ``tools/train.py --launcher pytorch``: 2 gloo ranks
+    (DDP), a checkpoint every iteration.
+
+    * ``nan_batch_on_rank1``: only rank 1's batch of iteration 3 is NaN. Both ranks stop at
+      iteration 3, naming rank 1's loss; rank 0 (which alone saves, and whose weights DDP
+      made NaN too) writes no iter_3.pth.
+    * ``huge_lr``: lr=3e38 on inputs of 100 makes the weights infinite in the first step,
+      while its loss is finite. Both ranks stop before iter_1.pth, each naming its first
+      non-finite tensor.
+    """
+    options = ['env_cfg.dist_cfg.timeout=60']
+    if fault == 'huge_lr':
+        options.append('optim_wrapper.optimizer.lr=3e38')
+        cfg = write_toy_config(str(tmp_path / 'toy.py'), fill=100.0)
+    else:  # DefaultSampler without shuffling: rank 1 reads samples 1, 3, 5, ...
+        cfg = write_toy_config(str(tmp_path / 'toy.py'), bad_index=5, bad_value='nan')
     work_dir = str(tmp_path / 'work')
-    argv = [cfg, '--work-dir', work_dir, '--cfg-options', 'env_cfg.dist_cfg.timeout=60']
+    argv = [cfg, '--work-dir', work_dir, '--cfg-options', *options]
     mp.spawn(train_as_rank, args=(2, _free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    outcomes = []
     for rank in (0, 1):
         with open(tmp_path / f'rank{rank}.txt') as f:
-            outcome = f.read()
-        assert outcome.startswith("NonFiniteLossError: iteration 3: loss term 'loss' is nan "
-                                  'on rank 1;'), outcome
+            outcomes.append(f.read())
+    if fault == 'nan_batch_on_rank1':
+        for outcome in outcomes:
+            assert outcome.startswith("NonFiniteLossError: iteration 3: loss term 'loss' is "
+                                      'nan on rank 1;'), outcome
+        last = 'iter_2.pth'
+    else:
+        for outcome in outcomes:
+            assert outcome.startswith(
+                "NonFiniteStateError: iteration 1: rank 0: model tensor 'linear.weight' holds "
+                '') and "; rank 1: model tensor 'linear.weight' holds " in outcome and \
+                'iter_1.pth was not written' in outcome, outcome
+        last = None
     assert_checkpoints_finite(work_dir)
-    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
-    assert not osp.exists(osp.join(work_dir, 'iter_3.pth'))
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        assert f.read() == osp.join(work_dir, 'iter_2.pth')
+    saved = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
+    if last is None:
+        assert saved == [] and not osp.exists(osp.join(work_dir, 'last_checkpoint'))
+    else:
+        assert saved[-1] == last
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            assert f.read() == osp.join(work_dir, last)
 
 
 def test_training_runs_get_the_mmdist_hooks(tmp_path, cityscapes_root):
