@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Usage: [GPUS=8] [GPUS_PER_NODE=8] tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
+# A rank that hangs fails the run after env_cfg.dist_cfg.timeout seconds (600 by default;
+# change it with --cfg-options env_cfg.dist_cfg.timeout=N; docs/run_lifecycle.md).
 set -x
 PARTITION=$1
 JOB_NAME=$2

@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 # Importing mmdist registers the `mmdist::` config scope before any config is parsed.
 from mmdist.utils import (add_training_hooks, load_run_config, setup_cpu_distributed,
                           shutdown_distributed, validate_run_checkpoints)
+from mmdist.utils.launch import explain_collective_timeout, prepare_exact_resume
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -77,6 +78,7 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
 
     add_training_hooks(cfg)
     validate_run_checkpoints(cfg)
+    prepare_exact_resume(cfg)
     setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
@@ -84,7 +86,10 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    build_runner(argv).train()
+    # A rank that hangs makes the others' next collective fail after env_cfg.dist_cfg.timeout
+    # (gloo raises; NCCL's watchdog aborts the process): say which setting expired.
+    with explain_collective_timeout():
+        build_runner(argv).train()
 
 
 if __name__ == '__main__':

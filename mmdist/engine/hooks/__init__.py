@@ -1,5 +1,9 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+from .checkpoint_hook import NonFiniteStateError, SafeCheckpointHook
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['FiniteLossHook', 'NonFiniteLossError', 'RNGStateHook']
+__all__ = [
+    'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteStateError', 'RNGStateHook',
+    'SafeCheckpointHook'
+]
