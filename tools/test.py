@@ -15,6 +15,7 @@ from mmdist.utils import (load_run_config, setup_cpu_distributed, shutdown_distr
                           validate_checkpoint)
 from mmdist.utils.checkpoint import CheckpointError, open_checkpoint
 from mmdist.utils.checkpoint_fit import fit_checkpoint, fit_student
+from mmdist.utils.launch import explain_collective_timeout
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -81,7 +82,10 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
-    return build_runner(argv).test()
+    # A rank that hangs makes the others' next collective fail after env_cfg.dist_cfg.timeout:
+    # say which setting expired.
+    with explain_collective_timeout():
+        return build_runner(argv).test()
 
 
 if __name__ == '__main__':
