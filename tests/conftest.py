@@ -1,11 +1,12 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Shared fixtures: tiny synthetic datasets in the official formats, written once per run."""
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
+import torch
 
+from demo.paths import load_tool  # noqa: F401 (tools/*.py as modules, for the tests)
 from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -30,10 +31,14 @@ def cityscapes_root(tmp_path_factory):
     return root
 
 
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (its ``build_runner``/``main``)."""
-    spec = importlib.util.spec_from_file_location(f'mmdist_tools_{name}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope='module')
+def one_cpu_thread():
+    """Run a test module with one intra-op CPU thread (restored afterwards).
+
+    The test networks are tiny; on a shared 2-core machine, two OpenMP threads make each
+    of their convolutions about 100x slower than one (threads wait for each other).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,6 +5,8 @@ They shrink stock OpenMMLab model configs in place (ResNet-18 of a few channels,
 necks and heads, no pretrained weights) so a training step takes well under a second on
 a CPU, while keeping every module type of the real model.
 """
+import os.path as osp
+
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -14,6 +16,12 @@ from mmdist.registry import MODELS
 
 #: Crop (height, width) of the tiny segmentation models.
 SEG_CROP = (32, 64)
+
+
+def shipped_config_dir(name: str) -> str:
+    """``configs/<name>`` as installed with mmdist (``mmdist/.mim/configs``, a link to the
+    checkout's ``configs/`` in an editable install)."""
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs', name)
 
 
 def tiny_resnet(base_channels: int) -> dict:

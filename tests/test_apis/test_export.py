@@ -7,10 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from segmentation_helpers import write_config, write_segmentation_configs
 
 from mmdist.apis import export_student
 from mmdist.registry import MODELS
+from mmdist.testing._segmentation import write_config, write_segmentation_configs
 from mmdist.utils import CheckpointError
 
 #: Class names no dataset default would guess (19, as the Cityscapes-sized student head).

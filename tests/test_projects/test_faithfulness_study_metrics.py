@@ -5,12 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from faithfulness_helpers import random_seg_case, seg_sample
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from projects.faithfulness_study.metrics import (PerClassIoUMetric,
-                                                PerClassSegFaithfulnessMetric)
+from mmdist.testing._faithfulness import random_seg_case, seg_sample
+from projects.faithfulness_study.metrics import PerClassIoUMetric, PerClassSegFaithfulnessMetric
 
 
 def test_per_class_agreement_is_the_share_of_teacher_pixels_kept():

@@ -4,10 +4,10 @@ plain student checkpoints on a distillation config, checkpoints that do not fit.
 import pytest
 import torch
 from conftest import load_tool
-from http_helpers import FileServer
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.apis import student_checkpoint
+from mmdist.testing._http import FileServer
+from mmdist.testing._segmentation import write_segmentation_configs
 from mmdist.utils import CheckpointError
 
 

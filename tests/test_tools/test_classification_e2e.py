@@ -8,13 +8,14 @@ import mmpretrain
 import pytest
 import torch
 import yaml
-from classification_helpers import one_cpu_thread  # noqa: F401 (fixture)
-from classification_helpers import CLS_CONFIGS, make_imagenet_shapes, write_classification_configs
-from conftest import REPO
-from e2e_helpers import assert_teacher_is_checkpoint, train_then_test
+from conftest import REPO, load_tool
 from mmengine.config import Config
 from mmengine.fileio import load
-from plain_test_helpers import export_run_student, library_test
+
+from mmdist.testing._classification import (CLS_CONFIGS, make_imagenet_shapes,
+                                            write_classification_configs)
+from mmdist.testing._e2e import (assert_teacher_is_checkpoint, export_run_student, library_test,
+                                 train_then_test)
 
 pytestmark = pytest.mark.usefixtures('one_cpu_thread')
 
@@ -52,10 +53,12 @@ def test_classification_distillation_train_then_test(tmp_path, imagenet_root, sh
     paths = write_classification_configs(str(tmp_path), imagenet_root, shipped,
                                          extra=extra + SCALED_LR)
     ours_out, plain_out = str(tmp_path / 'ours.pkl'), str(tmp_path / 'plain.pkl')
-    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
-                                      ['loss_dist_cls'], ['--out', ours_out])
+    runner, metrics = train_then_test(load_tool('train'), load_tool('test'), paths['config'],
+                                      str(tmp_path / 'work'), ['loss_dist_cls'],
+                                      ['--out', ours_out])
     assert_teacher_is_checkpoint(runner, paths)
-    exported = export_run_student(paths['config'], str(tmp_path / 'work'),
+    exported = export_run_student(load_tool('model_converters/export_student'),
+                                  paths['config'], str(tmp_path / 'work'),
                                   str(tmp_path / 'export'))
     plain = library_test('mmpretrain', exported['config'], exported['checkpoint'],
                          str(tmp_path / 'plain_test'), out=plain_out)
@@ -101,6 +104,6 @@ def test_shipped_configs_match_mmpretrain_zoo_and_metafile():
 
     with open(osp.join(CLS_CONFIGS, 'metafile.yml'), encoding='utf-8') as f:
         listed = [m['Config'] for m in yaml.safe_load(f)['Models']]
-    assert sorted(listed) == [osp.relpath(p, REPO) for p in shipped]
+    assert sorted(listed) == [f'configs/dist_cls/{osp.basename(p)}' for p in shipped]
     with open(osp.join(REPO, 'model-index.yml'), encoding='utf-8') as f:
         assert 'configs/dist_cls/metafile.yml' in yaml.safe_load(f)['Import']

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO
-from detection_helpers import write_faster_rcnn_configs, write_retinanet_configs
-from e2e_helpers import assert_teacher_is_checkpoint, read_scalars, train_then_test
+from conftest import REPO, load_tool
 from mmengine.fileio import load
-from plain_test_helpers import export_run_student, library_test
+
+from mmdist.testing._detection import write_faster_rcnn_configs, write_retinanet_configs
+from mmdist.testing._e2e import (assert_teacher_is_checkpoint, export_run_student, library_test,
+                                 read_scalars, train_then_test)
 
 #: CocoMetric's box metrics (AP_m and AP_l are -1: the 64 x 64 images have no medium or
 #: large objects).
@@ -23,10 +24,11 @@ def train_test_and_compare_with_plain_mmdet(paths, tmp_path, score_thr_key):
     mmdet's own tools/test.py (its test pipeline, CocoMetric, pycocotools): the same
     detections, box for box, and the same COCO metrics."""
     ours_out, plain_out = str(tmp_path / 'ours.pkl'), str(tmp_path / 'plain.pkl')
-    runner, metrics = train_then_test(paths['config'], str(tmp_path / 'work'),
-                                      ['loss_dist_cls'],
+    runner, metrics = train_then_test(load_tool('train'), load_tool('test'), paths['config'],
+                                      str(tmp_path / 'work'), ['loss_dist_cls'],
                                       [f'model.student.{score_thr_key}=0.0', '--out', ours_out])
-    student = export_run_student(paths['config'], str(tmp_path / 'work'),
+    student = export_run_student(load_tool('model_converters/export_student'),
+                                 paths['config'], str(tmp_path / 'work'),
                                  str(tmp_path / 'export'))
     plain = library_test('mmdet', student['config'], student['checkpoint'],
                          str(tmp_path / 'plain_test'), [f'model.{score_thr_key}=0.0'],

@@ -4,11 +4,11 @@ images kept, and a distiller trains on them (the teacher reads the same batch)."
 import os.path as osp
 
 import numpy as np
-from detection_helpers import DET_CONFIGS, tiny_retinanet, write_config
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES
+from mmdist.testing._detection import DET_CONFIGS, tiny_retinanet, write_config
 
 MIXUP = osp.join(DET_CONFIGS, 'dist-mixup_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py')
 

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import torch
 from conftest import REPO, load_tool
-from detection_helpers import write_config, write_retinanet_configs
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.datasets import SHAPE_CLASSES
 from mmdist.registry import MODELS
+from mmdist.testing._detection import write_config, write_retinanet_configs
+from mmdist.testing._segmentation import write_segmentation_configs
 
 
 def train(config, work_dir, name, *options):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_tool
-from detection_helpers import write_retinanet_configs
 from mmengine.hooks import Hook
-from segmentation_helpers import write_segmentation_configs
-from toy_helpers import write_toy_config
 
+from mmdist.testing._detection import write_retinanet_configs
+from mmdist.testing._segmentation import write_segmentation_configs
+from mmdist.testing._toy import write_toy_config
 from mmdist.utils import CheckpointError
 
 

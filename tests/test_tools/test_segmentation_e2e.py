@@ -5,12 +5,14 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from detection_helpers import write_config
-from e2e_helpers import assert_teacher_is_checkpoint, train_then_test
+from conftest import load_tool
 from mmengine.fileio import load
 from PIL import Image
-from plain_test_helpers import export_run_student, library_test
-from segmentation_helpers import write_segmentation_configs
+
+from mmdist.testing._detection import write_config
+from mmdist.testing._e2e import (assert_teacher_is_checkpoint, export_run_student, library_test,
+                                 train_then_test)
+from mmdist.testing._segmentation import write_segmentation_configs
 
 #: Training iterations: after 4 the tiny students still predict one class everywhere
 #: (every metric 0); after 16 (the shipped schedule otherwise) mIoU was 13-14.
@@ -28,12 +30,14 @@ def test_segmentation_distillation_train_then_test(tmp_path, cityscapes_root, st
                           f'train_cfg = dict(max_iters={ITERS}, val_interval={ITERS})\n'
                           f'default_hooks = dict(checkpoint=dict(interval={ITERS}))\n')
     ours_out = str(tmp_path / 'ours.pkl')
-    runner, metrics = train_then_test(config, str(tmp_path / 'work'),
+    runner, metrics = train_then_test(load_tool('train'), load_tool('test'), config,
+                                      str(tmp_path / 'work'),
                                       ['loss_dist_decode', 'loss_dist_aux'], ['--out', ours_out])
     assert_teacher_is_checkpoint(runner, paths)
     assert metrics['mIoU'] > 0  # so that the comparison below is not of two zeros
 
-    exported = export_run_student(config, str(tmp_path / 'work'), str(tmp_path / 'export'))
+    exported = export_run_student(load_tool('model_converters/export_student'), config,
+                                  str(tmp_path / 'work'), str(tmp_path / 'export'))
     png_dir = str(tmp_path / 'plain_png')
     plain = library_test('mmseg', exported['config'], exported['checkpoint'],
                          str(tmp_path / 'plain_test'), out=png_dir)

@@ -13,11 +13,11 @@ import traceback
 
 import pytest
 import torch
-from http_helpers import FileServer, SilentServer
 from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmdist.models.utils.teacher import build_teacher
+from mmdist.testing._http import FileServer, SilentServer
 from mmdist.utils import CheckpointError, validate_checkpoint, validate_run_checkpoints
 from mmdist.utils.checkpoint import DOWNLOAD_TIMEOUT_ENV, load_from_http, url_cache_path
 

@@ -12,9 +12,9 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
-from segmentation_helpers import data_overrides, write_segmentation_configs
 
 from mmdist.datasets import cityscapes_shapes_classes
+from mmdist.testing._segmentation import data_overrides, write_segmentation_configs
 
 pytest.importorskip('cityscapesscripts')
 

@@ -6,12 +6,12 @@ import io
 import numpy as np
 import pytest
 import torch
-from faithfulness_helpers import random_boxes
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import mmdist.evaluation.metrics.det_faithfulness as det_module
 from mmdist.evaluation import DetFaithfulnessMetric
+from mmdist.testing._faithfulness import random_boxes
 
 CLASSES = ('square', 'circle', 'triangle')
 

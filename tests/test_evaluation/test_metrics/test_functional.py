@@ -2,11 +2,11 @@
 """Confidence binning of the calibration errors against torchmetrics, on bin edges."""
 import pytest
 import torch
-from faithfulness_helpers import seg_sample
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
 from mmdist.evaluation import SegFaithfulnessMetric
 from mmdist.evaluation.metrics.functional import bin_index, calibration_error
+from mmdist.testing._faithfulness import seg_sample
 
 
 def ece_from_bins(conf: torch.Tensor, hit: torch.Tensor, num_bins: int) -> float:

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from faithfulness_helpers import gloo_seg_worker, random_boxes, seg_samples
 
-from mmdist.evaluation import (DetFaithfulnessMetric, PerturbationDisagreement,
-                               SegFaithfulnessMetric)
+from mmdist.evaluation import DetFaithfulnessMetric, PerturbationDisagreement, SegFaithfulnessMetric
+from mmdist.testing._faithfulness import gloo_seg_worker, random_boxes, seg_samples
 
 NUM_SAMPLES = 5
 

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from faithfulness_helpers import random_seg_case as random_case
-from faithfulness_helpers import seg_sample as sample
 from mmseg.evaluation import IoUMetric
 from torchmetrics.classification import MulticlassCalibrationError
 
 from mmdist.evaluation import SegFaithfulnessMetric
+from mmdist.testing._faithfulness import random_seg_case as random_case
+from mmdist.testing._faithfulness import seg_sample as sample
 
 
 def evaluate(metric, samples):

@@ -9,10 +9,10 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.models.data_preprocessors import SegBatchCutMix, SegBatchMixup
 from mmdist.registry import MODELS
+from mmdist.testing._segmentation import write_segmentation_configs
 
 
 def pin_draws(monkeypatch, lam, perm, centre=(4, 4)):

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from classification_helpers import one_cpu_thread  # noqa: F401 (fixture)
-from classification_helpers import (CLASSES, TEACHER_MEAN, TEACHER_STD, make_imagenet_shapes,
-                                    write_classification_configs)
-from detection_helpers import write_config
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
-from segmentation_helpers import shrink_segmentor
 
 from mmdist.models.distillers import ClassificationDistiller
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.testing._classification import (CLASSES, TEACHER_MEAN, TEACHER_STD,
+                                            make_imagenet_shapes, write_classification_configs)
+from mmdist.testing._detection import write_config
+from mmdist.testing._segmentation import shrink_segmentor
 
 pytestmark = pytest.mark.usefixtures('one_cpu_thread')
 

@@ -5,8 +5,6 @@ import weakref
 
 import pytest
 import torch
-from detection_helpers import (save_teacher_checkpoint, tiny_retinanet, write_config,
-                               write_faster_rcnn_configs, write_retinanet_configs)
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
@@ -16,6 +14,8 @@ from mmdist.models.distillers import DetectionDistiller
 from mmdist.models.utils import dense_to_rows
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.testing._detection import (save_teacher_checkpoint, tiny_retinanet, write_config,
+                                       write_faster_rcnn_configs, write_retinanet_configs)
 
 
 @pytest.fixture(scope='module')

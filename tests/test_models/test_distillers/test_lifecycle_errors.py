@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_tool
-from detection_helpers import write_retinanet_configs
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.runner.amp import autocast
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.models.distillers import SegmentationDistiller
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.testing._detection import write_retinanet_configs
+from mmdist.testing._segmentation import write_segmentation_configs
 from mmdist.utils import CheckpointError
 
 

@@ -21,21 +21,23 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from classification_helpers import (TEACHER_MEAN, TEACHER_STD, make_imagenet_shapes,
-                                    write_classification_configs)
-from detection_helpers import DET_CONFIGS, tiny_retinanet, tiny_two_stage, write_config
-from detection_helpers import data_overrides as det_data
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.structures import PixelData
 from scipy import special, stats
-from segmentation_helpers import SEG_CONFIGS, shrink_segmentor
-from segmentation_helpers import data_overrides as seg_data
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdist.registry import MODELS
+from mmdist.testing._classification import (TEACHER_MEAN, TEACHER_STD, make_imagenet_shapes,
+                                            write_classification_configs)
+from mmdist.testing._detection import DET_CONFIGS
+from mmdist.testing._detection import data_overrides as det_data
+from mmdist.testing._detection import tiny_retinanet, tiny_two_stage, write_config
+from mmdist.testing._segmentation import SEG_CONFIGS
+from mmdist.testing._segmentation import data_overrides as seg_data
+from mmdist.testing._segmentation import shrink_segmentor
 
 #: A teacher normalisation unlike any student's (mmdet/mmseg/mmpretrain use ImageNet
 #: mean/std on RGB): other constants, and BGR channel order.

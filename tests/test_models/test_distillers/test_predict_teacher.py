@@ -4,9 +4,9 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.registry import MODELS
+from mmdist.testing._segmentation import write_segmentation_configs
 
 
 def test_predict_teacher_matches_the_teacher_on_its_own_preprocessing(tmp_path,

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from detection_helpers import write_config
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.models.distillers import SegmentationDistiller
 from mmdist.models.utils import dense_to_rows
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.testing._detection import write_config
+from mmdist.testing._segmentation import write_segmentation_configs
 
 
 @pytest.fixture(scope='module')

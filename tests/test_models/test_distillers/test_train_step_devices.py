@@ -8,14 +8,14 @@ the CPU runs the bf16 autocast case of each task whose ops have CPU bf16 kernels
 """
 import pytest
 import torch
-from classification_helpers import make_imagenet_shapes, write_classification_configs
-from detection_helpers import write_faster_rcnn_configs, write_retinanet_configs
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.registry import MODELS
+from mmdist.testing._classification import make_imagenet_shapes, write_classification_configs
+from mmdist.testing._detection import write_faster_rcnn_configs, write_retinanet_configs
+from mmdist.testing._segmentation import write_segmentation_configs
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 AMP = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}

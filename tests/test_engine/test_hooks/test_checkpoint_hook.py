@@ -16,9 +16,9 @@ import torch
 from conftest import load_tool
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
-from toy_helpers import ToyRegression, write_toy_config
 
 from mmdist.engine.hooks.checkpoint_hook import describe_non_finite, named_state_tensors
+from mmdist.testing._toy import ToyRegression, write_toy_config
 
 
 class CutWriteOfIteration(Hook):

@@ -10,11 +10,10 @@ from typing import Dict
 from mmengine.config import Config
 
 from mmdist.datasets import SHAPE_CLASSES
-from mmdist.testing import (save_teacher_checkpoint, tiny_resnet, tiny_retinanet,  # noqa: F401
+from mmdist.testing import (save_teacher_checkpoint, shipped_config_dir, tiny_retinanet,
                             tiny_two_stage, write_config)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_CONFIGS = osp.join(REPO, 'configs', 'dist_det')
+DET_CONFIGS = shipped_config_dir('dist_det')
 IMG_SIZE = 64
 
 

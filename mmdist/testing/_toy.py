@@ -6,6 +6,7 @@ The config written by :func:`write_toy_config` imports this module (``custom_imp
 so processes started by a test (gloo ranks, :func:`train_as_rank`) find the toy model and
 dataset too.
 """
+import importlib.util
 import os
 import os.path as osp
 import random
@@ -14,7 +15,6 @@ from typing import List
 
 import numpy as np
 import torch
-from conftest import load_tool
 from mmengine.dataset import BaseDataset
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
@@ -69,7 +69,7 @@ def write_toy_config(path: str, dim: int = 8, length: int = 8, fill: float = 1.0
     schedule = (f'dict(by_epoch=True, max_epochs={length_of_run})' if by_epoch else
                 f'dict(by_epoch=False, max_iters={length_of_run})')
     text = f'''
-custom_imports = dict(imports=['toy_helpers'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmdist.testing._toy'], allow_failed_imports=False)
 model = dict(type='ToyRegression', dim={dim})
 train_dataloader = dict(
     dataset=dict(type='ToyDataset', length={length}, dim={dim}, fill={fill},
@@ -88,15 +88,18 @@ randomness = dict(seed=0)
     return path
 
 
-def train_as_rank(rank: int, world_size: int, port: int, argv: List[str], out_dir: str) -> None:
-    """One gloo rank running ``tools/train.py argv --launcher pytorch`` (what torchrun
-    starts); writes ``finished`` or the exception with its traceback to
-    ``out_dir/rank<rank>.txt``. Defined here, not in a test module, so that the spawned
-    process imports only this light module."""
+def train_as_rank(rank: int, world_size: int, port: int, train_script: str, argv: List[str],
+                  out_dir: str) -> None:
+    """One gloo rank running ``python train_script argv --launcher pytorch`` (what
+    torchrun starts, with ``tools/train.py``); writes ``finished`` or the exception with its
+    traceback to ``out_dir/rank<rank>.txt``. Defined here, not in a test module, so that
+    the spawned process imports only this light module."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    train = load_tool('train')
+    spec = importlib.util.spec_from_file_location('mmdist_train_as_rank', train_script)
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
     try:
         train.main([*argv, '--launcher', 'pytorch'])
         outcome = 'finished'

@@ -8,13 +8,13 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import load_tool
-from segmentation_helpers import write_segmentation_configs
-from toy_helpers import train_as_rank, write_toy_config
+from conftest import REPO, load_tool
 
 from mmdist.engine import NonFiniteLossError, NonFiniteStateError
 from mmdist.models.losses import DISTLoss
 from mmdist.registry import MODELS
+from mmdist.testing._segmentation import write_segmentation_configs
+from mmdist.testing._toy import train_as_rank, write_toy_config
 
 
 @MODELS.register_module(force=True)
@@ -124,7 +124,9 @@ def test_ranks_agree_before_saving_when_one_rank_goes_non_finite(tmp_path, fault
         cfg = write_toy_config(str(tmp_path / 'toy.py'), bad_index=5, bad_value='nan')
     work_dir = str(tmp_path / 'work')
     argv = [cfg, '--work-dir', work_dir, '--cfg-options', *options]
-    mp.spawn(train_as_rank, args=(2, _free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    train_script = osp.join(REPO, 'tools', 'train.py')
+    mp.spawn(train_as_rank, args=(2, _free_port(), train_script, argv, str(tmp_path)), nprocs=2,
+             join=True)
     outcomes = []
     for rank in (0, 1):
         with open(tmp_path / f'rank{rank}.txt') as f:

@@ -1,13 +1,18 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Train through tools/train.py, then evaluate through tools/test.py, in-process."""
+"""End-to-end test helpers: train through tools/train.py, evaluate through tools/test.py,
+export the student and evaluate it with its own library's tools/test.py, in-process. The
+tools are passed in as modules (the tests load them from the checkout)."""
 import glob
+import importlib
 import json
 import math
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+import runpy
+import sys
+from types import ModuleType
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from conftest import load_tool
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -28,10 +33,11 @@ def read_scalars(work_dir: str) -> List[Dict]:
         return [json.loads(line) for line in f]
 
 
-def train_then_test(config: str, work_dir: str, dist_keys: Sequence[str],
+def train_then_test(train_tool: ModuleType, test_tool: ModuleType, config: str, work_dir: str,
+                    dist_keys: Sequence[str],
                     test_options: Sequence[str] = ()) -> Tuple[Runner, Dict]:
-    """Train, check logs and checkpoint, test the checkpoint; return (runner, metrics)."""
-    train_tool, test_tool = load_tool('train'), load_tool('test')
+    """Train with ``tools/train.py`` (``train_tool``), check logs and checkpoint, test the
+    checkpoint with ``tools/test.py`` (``test_tool``); return (runner, metrics)."""
     # OpenMMLab configs name the visualizer 'visualizer'; runs in one process need distinct
     # names, or the second run logs into the first one's folder.
     name = f'visualizer.name={osp.basename(osp.dirname(work_dir))}'
@@ -72,3 +78,37 @@ def assert_teacher_is_checkpoint(runner: Runner, paths: dict) -> None:
     assert (set(teacher) != stock_keys) == (folded > 0)
     for k, v in teacher.items():
         assert torch.equal(v, reference[k]), f'teacher weight {k} changed'
+
+
+def export_run_student(export_tool: ModuleType, config: str, work_dir: str,
+                       out_dir: str) -> Dict[str, str]:
+    """``tools/model_converters/export_student.py`` (``export_tool``) on the run's (only)
+    checkpoint."""
+    (ckpt, ) = glob.glob(osp.join(work_dir, '*_*.pth'))
+    export_tool.main([config, ckpt, out_dir, '--name', 'student'])
+    return dict(config=osp.join(out_dir, 'student.py'),
+                checkpoint=osp.join(out_dir, 'student.pth'))
+
+
+def library_test(scope: str, config: str, checkpoint: str, work_dir: str,
+                 cfg_options: Sequence[str] = (), out: Optional[str] = None) -> Dict[str, float]:
+    """``python <scope>/tools/test.py CONFIG CHECKPOINT [--out OUT]`` of the installed
+    mmdet / mmseg / mmpretrain (their ``.mim/tools/test.py``), run in this process;
+    returns the metrics its logger wrote (``<work_dir>/<timestamp>/<timestamp>.json``).
+    ``out``: mmdet and mmpretrain dump predictions to this .pkl, mmseg writes the
+    predicted label maps as PNGs into this folder."""
+    package = osp.dirname(importlib.import_module(scope).__file__)
+    script = osp.join(package, '.mim', 'tools', 'test.py')
+    # Visualizers are named instances: a run in the same process needs its own name.
+    options = [f'visualizer.name={scope}_plain_{osp.basename(work_dir)}', *cfg_options]
+    argv = sys.argv
+    sys.argv = [script, config, checkpoint, '--work-dir', work_dir,
+                *(['--out', out] if out else []), '--cfg-options', *options]
+    try:
+        runpy.run_path(script, run_name='__main__')
+    finally:
+        sys.argv = argv
+    (log, ) = glob.glob(osp.join(work_dir, '*', '*.json'))
+    with open(log, encoding='utf-8') as f:
+        (metrics, ) = [json.loads(line) for line in f]
+    return metrics

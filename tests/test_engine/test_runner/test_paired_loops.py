@@ -9,19 +9,19 @@ import cv2
 import pytest
 import torch
 from conftest import load_tool
-from detection_helpers import data_overrides as det_data
-from detection_helpers import write_config, write_retinanet_configs
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
-from segmentation_helpers import data_overrides as seg_data
-from segmentation_helpers import write_segmentation_configs
 
 from mmdist.datasets import make_coco_shapes
 from mmdist.engine.runner.paired_loops import PairedEvaluation
 from mmdist.evaluation.input_perturbation import PixelSpace, discrepancy, pgd_attack
 from mmdist.models.utils.teacher import build_teacher
 from mmdist.registry import MODELS
+from mmdist.testing._detection import data_overrides as det_data
+from mmdist.testing._detection import write_config, write_retinanet_configs
+from mmdist.testing._segmentation import data_overrides as seg_data
+from mmdist.testing._segmentation import write_segmentation_configs
 
 SEG_EVALUATOR = ("test_evaluator = [dict(type='IoUMetric', iou_metrics=['mIoU']), "
                  "dict(type='mmdist.SegFaithfulnessMetric')]\n")

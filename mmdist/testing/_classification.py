@@ -12,13 +12,11 @@ from typing import Dict
 
 import cv2
 import numpy as np
-import pytest
-import torch
-from detection_helpers import save_teacher_checkpoint, write_config
 from mmengine.config import Config, ConfigDict
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CLS_CONFIGS = osp.join(REPO, 'configs', 'dist_cls')
+from mmdist.testing import save_teacher_checkpoint, shipped_config_dir, write_config
+
+CLS_CONFIGS = shipped_config_dir('dist_cls')
 IMG_SIZE = 32
 #: Class names in label order; label k is stored in folder SYNSETS[k] (sorted order).
 CLASSES = ('square', 'disk', 'triangle', 'cross')
@@ -27,19 +25,6 @@ SYNSETS = tuple(f'n{k:08d}' for k in range(len(CLASSES)))
 #: mean/std), so the teacher input adapter is exercised.
 TEACHER_MEAN = [127.0, 110.0, 100.0]
 TEACHER_STD = [40.0, 70.0, 55.0]
-
-
-@pytest.fixture(scope='module')
-def one_cpu_thread():
-    """Run a test module with one intra-op CPU thread (restored afterwards).
-
-    The test networks are tiny; on a shared 2-core machine, two OpenMP threads make each
-    of their convolutions about 100x slower than one (threads wait for each other).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _shape_image(rng: np.random.Generator, label: int) -> np.ndarray:

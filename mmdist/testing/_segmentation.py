@@ -5,10 +5,10 @@ from typing import Dict
 
 from mmengine.config import Config
 
-from mmdist.testing import save_teacher_checkpoint, shrink_segmentor, write_config  # noqa: F401
+from mmdist.testing import (save_teacher_checkpoint, shipped_config_dir, shrink_segmentor,
+                            write_config)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SEG_CONFIGS = osp.join(REPO, 'configs', 'dist_seg')
+SEG_CONFIGS = shipped_config_dir('dist_seg')
 
 
 def data_overrides(root: str) -> str:
