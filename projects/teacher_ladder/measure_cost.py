@@ -1,6 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What a full teacher-ladder study costs on this machine, from short runs of every config
-(see teacher_ladder/cost.py); CPU time, so other load on the machine does not count.
+(see teacher_ladder/cost.py), in CPU time: processes waiting for a core do not count, but
+a busy machine still slows each CPU second (shared caches), so the estimate is high there.
 
     python projects/teacher_ladder/measure_cost.py --task seg --length 40 \\
         [--seeds 3] [--work-dir work_dirs/teacher_ladder_cost]
@@ -61,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         wall = result['wall_estimate_seconds']
         console.print(f'{args.task}, {args.seeds} seeds: {result["cpu_seconds"] / 60:.1f} CPU '
                       f'min (teachers {result["teacher_cpu_seconds"] / 60:.1f}); on a '
-                      f'machine of its own {wall["1"] / 60:.1f} min one run at a time, '
+                      f'machine of its own about {wall["1"] / 60:.1f} min one run at a time, '
                       f'{wall["2"] / 60:.1f} min two at a time. {path}')
     return result
 

@@ -42,11 +42,11 @@ def tiny(tmp_path_factory):
                 report=report, printed=capture.read_text(encoding='utf-8'))
 
 
-def _tables(text):
+def _tables(text, label='top-1'):
     """The accuracy and agreement tables in ``text``: (header cells, rows of cells)."""
     tables, lines = [], text.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith(('| teacher | params |', '| teacher | teacher top-1 |')):
+        if line.startswith(('| teacher | params |', f'| teacher | teacher {label} |')):
             rows = []
             for row in lines[i + 2:]:
                 if not row.startswith('|'):
@@ -119,13 +119,12 @@ def test_summary_is_the_runs_arithmetic(tiny):
                 np.mean(agreement))
 
 
-@pytest.mark.parametrize('source', ['report', 'printed'])
-def test_tables_show_the_results_json_numbers(tiny, source):
-    summary = tiny['results']['tasks']['cls']['summary']
-    tables = _tables(tiny[source])
+def check_tables(text, summary, label='top-1'):
+    """The markdown tables in ``text`` show exactly the numbers of ``summary``."""
+    tables = _tables(text, label)
     assert len(tables) == 2
     (acc_head, acc_rows), (agree_head, agree_rows) = tables
-    assert acc_head[:3] == ['teacher', 'params', 'teacher top-1']
+    assert acc_head[:3] == ['teacher', 'params', f'teacher {label}']
     assert [r[0] for r in acc_rows] == [t['name'] for t in summary['teachers']]
     for row, teacher in zip(acc_rows, summary['teachers']):
         assert _numbers(row[2]) == [round(teacher['accuracy'], 1)]
@@ -134,10 +133,16 @@ def test_tables_show_the_results_json_numbers(tiny, source):
             assert _numbers(row[3 + 2 * i]) == _cell(stats['accuracy'])
             assert _numbers(row[4 + 2 * i]) == _cell(stats['gain'])
             assert row[4 + 2 * i][0] in '+-'  # gains are signed
+    assert [r[0] for r in agree_rows] == [t['name'] for t in summary['teachers']]
     for row, teacher in zip(agree_rows, summary['teachers']):
         assert _numbers(row[1]) == [round(teacher['accuracy'], 1)]
         cells = [teacher['methods'][m]['agreement'] for m in ['student'] + METHODS]
         assert [_numbers(c) for c in row[2:]] == [_cell(s) for s in cells]
+
+
+@pytest.mark.parametrize('source', ['report', 'printed'])
+def test_tables_show_the_results_json_numbers(tiny, source):
+    check_tables(tiny[source], tiny['results']['tasks']['cls']['summary'])
 
 
 def test_plot_and_a_second_call_reuses_every_run(tiny):

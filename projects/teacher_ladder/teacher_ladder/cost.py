@@ -6,9 +6,11 @@ seconds per training iteration times the config's full schedule, plus the measur
 The first iterations (lazy initialisation) count as ordinary ones, so short runs slightly
 over-estimate.
 
-The total is scheduled as the study runs (teachers first, then the rest, in order) on one
-or two workers (:func:`~.report.makespan`), giving the wall time on a machine whose
-cores are not shared with anything else."""
+The total is scheduled on one or two workers, teachers first, then the rest, in order
+(:func:`~.report.makespan`; the study overlaps the two phases, so this is an upper bound
+of the scheduling), giving the wall time on a machine of its own. CPU seconds measured on
+a busy machine are slower than on an idle one (shared caches), so there the estimate is
+high."""
 import math
 import os.path as osp
 from typing import Dict, List

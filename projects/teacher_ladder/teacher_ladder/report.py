@@ -56,8 +56,9 @@ def makespan(durations: Sequence[float], jobs: int) -> float:
 
 def cost(runs: TaskRuns) -> Dict:
     """CPU seconds of the task's runs and the wall time they would take on a machine of
-    their own with 1 and 2 runs at a time (teachers first, then everything else; each
-    run's CPU time as its duration, so other load on this machine does not count)."""
+    their own with 1 and 2 runs at a time: each run's CPU time as its duration (time spent
+    waiting for a core does not count), teachers first, then everything else (the study
+    overlaps the two, so this is an upper bound of the scheduling)."""
     teachers = [r.train_cpu_seconds + r.test_cpu_seconds for r in runs.teachers.values()]
     rest = []
     for student in runs.students.values():

@@ -78,8 +78,8 @@ class RunResult:
             student tested next to that teacher (``mmdist.PairedTestLoop``) and its
             ``cpu_seconds``.
         train_seconds, test_seconds: wall-clock seconds (of the run that produced it).
-        train_cpu_seconds, test_cpu_seconds: CPU seconds of the same (what the run costs
-            on a core of its own, whatever else ran on the machine).
+        train_cpu_seconds, test_cpu_seconds: CPU seconds of the same (time spent waiting
+            for a core does not count; a busy machine still makes each second slower).
         cached: True when loaded from an earlier study's ``entry.json``.
     """
 
