@@ -36,9 +36,10 @@ def plot_summaries(path: str, summaries: Dict[str, Dict], titles: Dict[str, str]
                                  yerr=[s['gain']['std'] for s in stats], **style)
             agree_ax.errorbar(shifted, [s['agreement']['mean'] for s in stats],
                               yerr=[s['agreement']['std'] for s in stats], **style)
-        for r in rows:
+        for i, r in enumerate(rows):  # names below the zero line, alternating rows
             gain_ax.annotate(r['name'], (r['accuracy'], 0), textcoords='offset points',
-                             xytext=(0, -14), ha='center', fontsize=8, color='#555555')
+                             xytext=(0, -14 - 11 * (i % 2)), ha='center', fontsize=8,
+                             color='#555555')
         gain_ax.axhline(0.0, color='#888888', linewidth=0.8)
         gain_ax.set_xlabel(f'teacher {label} (%)')
         gain_ax.set_ylabel(f'student {label} − student alone (points)')

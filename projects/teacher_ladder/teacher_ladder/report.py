@@ -122,6 +122,11 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
              f'{_minutes(wall_seconds)}. Load average (1 min) at start '
              f'{load["start"][0]:.2f}, at end {load["end"][0]:.2f} (above the number of '
              'runs at a time: other jobs shared the cores).', '']
+    reused = sum(r.cached for runs in all_runs for r in _every(runs))
+    if reused:
+        lines += [f'{reused} run(s) were reused from an earlier call (marked in the runs '
+                  'tables): the wall time above is this call\'s, their times are those of '
+                  'the call that trained them.', '']
     for runs in all_runs:
         task, summary = runs.task, summaries[runs.task.name]
         done, spent = data['tasks'][task.name]['runs_done'], data['tasks'][task.name]['cost']
