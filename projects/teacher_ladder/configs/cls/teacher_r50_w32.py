@@ -1,0 +1,18 @@
+# Teacher ladder, classification teacher: ResNet-50 (bottleneck blocks) at base width 32,
+# from scratch, 30 epochs (the student: 10), seed 0.
+_base_ = ['./base.py']
+
+width = 32
+model = dict(
+    backbone=dict(depth=50, stem_channels=width, base_channels=width, init_cfg=None),
+    head=dict(in_channels=width * 32))
+
+epochs = 30
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=epochs, T_max=epochs - 1,
+         eta_min=0.0, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=epochs, val_interval=epochs + 1)
+default_hooks = dict(checkpoint=dict(interval=epochs, max_keep_ckpts=1))

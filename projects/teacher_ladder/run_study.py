@@ -1,0 +1,110 @@
+# Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
+"""The teacher ladder: a fixed small student distilled from teachers of increasing
+strength with KD (tau 4 and tau 1) and DIST, several seeds each (see README.md).
+
+    python projects/teacher_ladder/run_study.py [--task cls|seg|all] [--seeds 0 1 2] \\
+        [--work-dir work_dirs/teacher_ladder] [--tiny]
+
+Writes results.json, report.md and teacher_ladder.png into the work dir and prints the
+tables. Finished runs are reused by a later call with the same settings (resume).
+"""
+import argparse
+import os
+import os.path as osp
+import shlex
+import sys
+from typing import Dict, List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:  # `projects.teacher_ladder...` (the configs' custom_imports)
+    sys.path.insert(0, REPO_ROOT)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Teacher ladder: KD vs DIST as the '
+                                     'teacher gets stronger')
+    parser.add_argument('--task', choices=['cls', 'seg', 'all'], default='cls',
+                        help='classification (default), segmentation or both')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
+                        help='student seeds (default: 0 1 2)')
+    parser.add_argument('--work-dir', default='work_dirs/teacher_ladder',
+                        help='data, runs, results.json, report.md, teacher_ladder.png')
+    parser.add_argument('--tiny', action='store_true',
+                        help='a few images, 1 epoch / iteration per run: checks that every '
+                        'stage runs (the numbers mean nothing)')
+    parser.add_argument('--retrain', action='store_true',
+                        help='ignore finished runs in the work dir (teachers included)')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs at a time, each in its own process (default 1: one '
+                        'after another in this process); 2 uses both cores of a 2-core '
+                        'machine')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch intra-op threads per run (default 1, as the demo)')
+    parser.add_argument('--verbose', action='store_true',
+                        help="also print the runners' logs (always in each run's run.log)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
+    """Run the study; returns the paths of results.json, report.md and the plot."""
+    args = parse_args(argv)
+    if args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    seeds = list(dict.fromkeys(args.seeds))
+    import torch
+
+    from demo.console import Console, routed_output
+    from projects.teacher_ladder.teacher_ladder import metrics  # noqa: F401 (registers)
+    from projects.teacher_ladder.teacher_ladder.executor import Executor
+    from projects.teacher_ladder.teacher_ladder.ladder import TASKS
+    from projects.teacher_ladder.teacher_ladder.report import write_outputs
+    from projects.teacher_ladder.teacher_ladder.study import Settings, TaskStudy, num_runs
+    from projects.teacher_ladder.teacher_ladder.summary import summarize, table_lines
+
+    command = ' '.join(['projects/teacher_ladder/run_study.py'] + [
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
+    tasks = list(TASKS.values()) if args.task == 'all' else [TASKS[args.task]]
+    work_dir = osp.abspath(args.work_dir)
+    for path in (work_dir, REPO_ROOT):  # paths travel as --cfg-options, which drop spaces
+        if any(c.isspace() for c in path):
+            raise ValueError(f'{path!r} contains whitespace, which mmengine\'s --cfg-options '
+                             'parsing removes from the data and checkpoint paths; use a '
+                             '--work-dir (and checkout) without spaces')
+    os.makedirs(work_dir, exist_ok=True)
+    settings = Settings(work_dir=work_dir, seeds=seeds, tiny=args.tiny, retrain=args.retrain)
+    load = dict(start=list(os.getloadavg()))
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    executor = Executor(args.jobs, args.threads)
+    try:
+        # Runs log into their own run.log; anything else printed goes to study.log.
+        with routed_output(echo=args.verbose) as router, router.to_file(
+                osp.join(work_dir, 'study.log')):
+            console = Console(router.terminal, sum(num_runs(t, seeds) for t in tasks))
+            console.info(f'{command}: {args.jobs} run(s) at a time, {args.threads} torch '
+                         f'thread(s) each; logs under {work_dir}')
+            done = []
+
+            def write(runs, plot=False):
+                load['end'] = list(os.getloadavg())
+                return write_outputs(work_dir, done + [runs], command, console.elapsed,
+                                     args.tiny, load, jobs=args.jobs, plot=plot)
+
+            for task in tasks:
+                runs = TaskStudy(task, settings, executor, console, on_progress=write).run()
+                paths = write(runs, plot=True)
+                done.append(runs)
+            for runs in done:
+                console.print(f'\n{runs.task.title}')
+                names = [m.name for m in runs.task.methods]
+                for line in table_lines(summarize(runs), names):
+                    console.print(line)
+            console.print('\n' + '\n'.join(f'{k}: {v}' for k, v in paths.items()))
+    finally:
+        executor.close()
+        torch.set_num_threads(saved_threads)
+    return paths
+
+
+if __name__ == '__main__':
+    main()
