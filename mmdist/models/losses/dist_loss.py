@@ -29,14 +29,15 @@ def dist_relations(p_s: Tensor, p_t: Tensor, members: Tensor, row_group: Tensor,
     weighted columns (intra-class) of (N, C) probabilities ``p_s``, ``p_t``; ``members``
     (G, N) is the weight of row i in its group (0 in the others), ``row_group`` (N,) each
     row's group. A column mean is row 0 plus the mean difference from it: float32 sums
-    of many values near 1 would lose the precision of their spread."""
-    x, y = p_s - p_s.mean(1, keepdim=True), p_t - p_t.mean(1, keepdim=True)
+    of many values near 1 would lose the precision of their spread. Means are detached:
+    sums of products of centred values have zero derivative with respect to them."""
+    x, y = (p - p.mean(1, keepdim=True).detach() for p in (p_s, p_t))
     rho_rows = pearson((x * y).sum(1), (x * x).sum(1), (y * y).sum(1), eps)
     total = members.sum(1, keepdim=True).clamp_min(torch.finfo(p_s.dtype).tiny)
 
     def centred(p: Tensor) -> Tensor:
-        shift = p[:1].detach()  # any constant: the mean does not depend on it
-        return p - (shift + group_sums(p - shift, members) / total)[row_group]
+        p0 = p.detach()
+        return p - (p0[:1] + group_sums(p0 - p0[:1], members) / total)[row_group]
 
     x, y = centred(p_s), centred(p_t)
     rho_cols = pearson(group_sums(x * y, members), group_sums(x * x, members),
@@ -58,8 +59,7 @@ def _group_losses(z_s: Tensor, z_t: Tensor, members: Tensor, row_group: Tensor,
     if intra_class_threshold is None:
         class_weights = has_rows / p_s.shape[1]
     else:  # the classes the teacher predicts (>= threshold) on a kept row of the group
-        teacher_max = torch.stack([torch.where(m[:, None] > 0, p_t, 0).amax(0)
-                                   for m in members])
+        teacher_max = torch.stack([torch.where(m[:, None] > 0, p_t, 0).amax(0) for m in members])
         present = (teacher_max >= intra_class_threshold).to(total.dtype)
         class_weights = present * has_rows / present.sum(1, keepdim=True).clamp_min(1)
     loss = (inter_loss_weight * (shares * (1 - rho_rows)).sum(1) +

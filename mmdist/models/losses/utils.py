@@ -1,6 +1,5 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Shared pieces of the distillation losses: argument checks, row groups, compute dtype
-and the ``torch.compile`` policy."""
+"""Argument checks, row groups, compute dtype and ``torch.compile`` policy of the losses."""
 import numbers
 import os
 import warnings
@@ -54,6 +53,9 @@ def group_membership(groups: Optional[Sequence[int]], num_rows: int, dtype: torc
     if not sizes or min(sizes) < 0 or sum(sizes) != num_rows:
         raise ValueError('groups must be non-negative sizes of consecutive row groups that '
                          f'add up to N = {num_rows}, got {list(groups)!r}')
+    if len(sizes) == 1:  # the common case, in two fills
+        return (torch.ones(1, num_rows, dtype=dtype, device=device),
+                torch.zeros(num_rows, dtype=torch.long, device=device))
     row_group = torch.cat([torch.full((size, ), group, device=device)
                            for group, size in enumerate(sizes)])
     return torch.nn.functional.one_hot(row_group, len(sizes)).t().to(dtype), row_group
