@@ -10,7 +10,8 @@ import re
 
 import numpy as np
 import pytest
-from conftest import REPO
+
+from demo.paths import ROOT as REPO
 
 SEEDS = [0]
 METHODS = ['kd_tau4', 'kd_tau1', 'dist']

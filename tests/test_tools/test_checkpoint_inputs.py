@@ -3,7 +3,7 @@
 plain student checkpoints on a distillation config, checkpoints that do not fit."""
 import pytest
 import torch
-from conftest import load_tool
+from demo.paths import load_tool
 
 from mmdist.apis import student_checkpoint
 from mmdist.testing._http import FileServer

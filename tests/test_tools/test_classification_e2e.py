@@ -8,7 +8,7 @@ import mmpretrain
 import pytest
 import torch
 import yaml
-from conftest import REPO, load_tool
+from demo.paths import ROOT as REPO, load_tool
 from mmengine.config import Config
 from mmengine.fileio import load
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO, load_tool
+from demo.paths import ROOT as REPO, load_tool
 from mmengine.fileio import load
 
 from mmdist.testing._detection import write_faster_rcnn_configs, write_retinanet_configs

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import torch
-from conftest import REPO, load_tool
+from demo.paths import ROOT as REPO, load_tool
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 

@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool
+from demo.paths import load_tool
 from mmengine.hooks import Hook
 
 from mmdist.testing._detection import write_retinanet_configs

@@ -5,7 +5,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from conftest import load_tool
+from demo.paths import load_tool
 from mmengine.fileio import load
 from PIL import Image
 

@@ -13,7 +13,7 @@ import signal
 
 import pytest
 import torch
-from conftest import load_tool
+from demo.paths import load_tool
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import REPO, load_tool
+from demo.paths import ROOT as REPO, load_tool
 
 from mmdist.engine import NonFiniteLossError, NonFiniteStateError
 from mmdist.models.losses import DISTLoss

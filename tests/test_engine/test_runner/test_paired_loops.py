@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import cv2
 import pytest
 import torch
-from conftest import load_tool
+from demo.paths import load_tool
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
