@@ -1,15 +1,11 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Shared fixtures: tiny synthetic datasets in the official formats, written once per run."""
 import os
-import os.path as osp
 
 import pytest
 import torch
 
-from demo.paths import load_tool  # noqa: F401 (tools/*.py as modules, for the tests)
 from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # The suite runs the losses eagerly (also in the tools it starts as subprocesses):
 # compiling every distinct loss graph would cost seconds each on a CPU. The loss tests

@@ -19,7 +19,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmdist.models.utils.teacher import build_teacher
 from mmdist.testing._http import FileServer, SilentServer
 from mmdist.utils import CheckpointError, validate_checkpoint, validate_run_checkpoints
-from mmdist.utils.checkpoint import DOWNLOAD_TIMEOUT_ENV, load_from_http, url_cache_path
+from mmdist.utils.checkpoint import load_from_http
+from mmdist.utils.download import DOWNLOAD_TIMEOUT_ENV, url_cache_path
 
 #: A teacher that builds in milliseconds (only its checkpoint handling is tested here).
 TINY_TEACHER = dict(default_scope='mmdet',
