@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist), one test file per worker at a time; 0 runs in-process.
+TEST_WORKERS ?= 2
 
 .PHONY: env test demo
 
@@ -10,7 +12,7 @@ env:
 	MMDIST_VENV=$(VENV) bash tools/setup_env.sh
 
 test: env
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: env
 	$(PY) -m demo $(if $(TASK),--task $(TASK),)

@@ -12,6 +12,13 @@ from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
 # run both paths, and test_dist_loss_compile.py / test_compiled_train_step.py compile.
 os.environ.setdefault('MMDIST_COMPILE', '0')
 
+# Under pytest-xdist (`make test`: one worker per core), each worker and the tools it
+# starts use one intra-op thread: two workers of two threads each on two cores would wait
+# for each other.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope='session')
 def coco_root(tmp_path_factory):
