@@ -50,12 +50,7 @@ TEACHER_NORM = dict(mean=[100.0, 110.0, 120.0], std=[50.0, 60.0, 70.0])
 REL = 1e-5
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_cpu_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_cpu_thread')  # tests/conftest.py
 
 
 # --------------------------------------------------------------------- references
