@@ -3,9 +3,11 @@
 starts, the hooks mmdist adds to training, CPU multi-process setup and the collective
 timeout."""
 import contextlib
+import gc
 import logging
 import numbers
 import os.path as osp
+import weakref
 from datetime import timedelta
 from typing import Iterator, Optional
 
@@ -116,19 +118,34 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 def shutdown_distributed(wait_for_ranks: bool = False) -> None:
-    """Destroy the default process group, if any, before the interpreter exits.
+    """Destroy the default process group, if any, and free it before the interpreter exits.
 
-    Without it gloo's worker threads can outlive the interpreter's finalisation and the
-    process aborts ("terminate called without an active exception") after a successful
-    run. With ``wait_for_ranks`` (after a successful run) all ranks first meet at a
-    barrier, so that no rank tears its group down while a peer still communicates with
-    it; after a failure there is no barrier (the other ranks may never arrive). A no-op
-    for single-process runs.
+    gloo's worker threads can still hold the tensors of the last collectives when the main
+    thread finishes; if they let go of them while the interpreter is shutting down, torch
+    takes the GIL from that thread and the process aborts ("terminate called without an
+    active exception", pytorch/pytorch#190489) after a successful run. Destroying the
+    group does not stop those threads; freeing the group object does (its destructor joins
+    them), so the group is collected here while the interpreter is still whole. That needs
+    every reference to it gone: the runner (its DDP wrapper) must be unreachable by now, and
+    ``torch.distributed.nn`` must have been imported before the group was created (it binds
+    the group as a default argument; mmengine imports it early).
+
+    With ``wait_for_ranks`` (after a successful run) all ranks first meet at a barrier, so
+    that no rank tears its group down while a peer still communicates with it, and a group
+    that is still referenced afterwards is reported; after a failure there is no barrier
+    (the other ranks may never arrive). A no-op for single-process runs.
     """
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        if wait_for_ranks:
-            torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if wait_for_ranks:
+        torch_dist.barrier()
+    group = weakref.ref(torch_dist.group.WORLD)
+    torch_dist.destroy_process_group()
+    gc.collect()
+    if wait_for_ranks and group() is not None:
+        print_log('the destroyed process group is still referenced, so its worker threads '
+                  'live on until the interpreter exits (where gloo can abort the process)',
+                  'current', logging.WARNING)
 
 
 def add_training_hooks(cfg: Config) -> None:

@@ -3,6 +3,8 @@
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mmdist.utils import load_run_config, setup_cpu_distributed, shutdown_distributed
+from mmdist.utils import launch, load_run_config, setup_cpu_distributed, shutdown_distributed
 from mmdist.utils.launch import DEFAULT_COLLECTIVE_TIMEOUT, explain_collective_timeout
 
 
@@ -45,6 +47,60 @@ def test_barrier_before_destroying_only_after_a_successful_run(monkeypatch):
         shutdown_distributed(wait_for_ranks=wait)
         assert calls == expected  # the barrier ran while the group was still alive
         assert not dist.is_initialized()
+
+
+def test_a_group_still_referenced_after_shutdown_is_reported(monkeypatch):
+    monkeypatch.setitem(os.environ, 'MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setitem(os.environ, 'MASTER_PORT', str(_free_port()))
+    logged = []
+    monkeypatch.setattr(launch, 'print_log', lambda msg, *args: logged.append(msg))
+    dist.init_process_group('gloo', rank=0, world_size=1)
+    group = dist.group.WORLD  # noqa: F841 - what keeps the group alive
+    shutdown_distributed(wait_for_ranks=True)
+    assert len(logged) == 1 and 'process group is still referenced' in logged[0]
+    del group
+    logged.clear()
+    dist.init_process_group('gloo', rank=0, world_size=1)
+    shutdown_distributed(wait_for_ranks=True)
+    assert logged == []
+
+
+#: Run in a fresh interpreter (what a rank of tools/train.py is): a DDP-wrapped model in a
+#: reference cycle, as inside mmengine's Runner, trained one step, then dropped.
+_FREE_GROUP_SCRIPT = """
+import os, sys, weakref
+from mmdist.utils import shutdown_distributed
+import torch, torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+
+def threads():
+    return len(os.listdir('/proc/self/task'))
+
+before = threads()
+dist.init_process_group('gloo', rank=0, world_size=1,
+                        init_method='tcp://127.0.0.1:' + sys.argv[1])
+model = MMDistributedDataParallel(module=torch.nn.Linear(2, 2), device_ids=None)
+model.module.runner = model  # a cycle: freed only by the garbage collector
+model(torch.ones(1, 2)).sum().backward()
+group = weakref.ref(dist.group.WORLD)
+with_group = threads()
+del model
+shutdown_distributed(wait_for_ranks=True)
+print(before, with_group, threads(), group() is None)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='counts threads in /proc')
+def test_shutdown_frees_the_group_and_joins_its_threads():
+    """gloo's worker threads must be gone before the interpreter shuts down: a thread that
+    drops a tensor then aborts the process (pytorch/pytorch#190489). Destroying the group
+    leaves them running; only freeing the group object joins them."""
+    result = subprocess.run([sys.executable, '-c', _FREE_GROUP_SCRIPT, str(_free_port())],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, with_group, after, freed = result.stdout.split()[-4:]
+    assert int(with_group) > int(before)  # the group's worker threads
+    assert (int(after), freed) == (int(before), 'True'), result.stdout + result.stderr[-2000:]
 
 
 def test_collective_timeout_default_override_and_bad_values(tmp_path):
