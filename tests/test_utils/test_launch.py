@@ -76,6 +76,7 @@ from mmengine.model import MMDistributedDataParallel
 def threads():
     return len(os.listdir('/proc/self/task'))
 
+torch.set_num_threads(1)  # no intra-op pool threads appear during the test
 before = threads()
 dist.init_process_group('gloo', rank=0, world_size=1,
                         init_method='tcp://127.0.0.1:' + sys.argv[1])
@@ -96,7 +97,8 @@ def test_shutdown_frees_the_group_and_joins_its_threads():
     drops a tensor then aborts the process (pytorch/pytorch#190489). Destroying the group
     leaves them running; only freeing the group object joins them."""
     result = subprocess.run([sys.executable, '-c', _FREE_GROUP_SCRIPT, str(_free_port())],
-                            capture_output=True, text=True, timeout=300)
+                            env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     before, with_group, after, freed = result.stdout.split()[-4:]
     assert int(with_group) > int(before)  # the group's worker threads
