@@ -45,6 +45,7 @@ def dist_relations(p_s: Tensor, p_t: Tensor, members: Tensor, row_group: Tensor,
     return rho_rows, rho_cols
 
 
+@CompiledOrEager
 def _group_losses(z_s: Tensor, z_t: Tensor, members: Tensor, row_group: Tensor,
                   inter_loss_weight: float, intra_loss_weight: float, tau: float,
                   activation: str, eps: float, kl_weight: float,
@@ -67,9 +68,6 @@ def _group_losses(z_s: Tensor, z_t: Tensor, members: Tensor, row_group: Tensor,
     if kl_weight > 0:
         loss = loss + kl_weight * (shares * kl_divergence(z_s, z_t, activation)).sum(1)
     return tau**2 * loss
-
-
-_compiled_group_losses = CompiledOrEager(_group_losses)
 
 
 def dist_loss(student_logits: Tensor, teacher_logits: Tensor, weight: Optional[Tensor] = None,
@@ -114,7 +112,7 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, weight: Optional[T
     if weight is not None:
         members = members * weight.detach().to(dtype)
     with autocast_disabled(student_logits):
-        losses = _compiled_group_losses(
+        losses = _group_losses(
             student_logits.to(dtype), teacher_logits.detach().to(dtype), members, row_group,
             inter_loss_weight, intra_loss_weight, tau, activation, eps, kl_weight,
             intra_class_threshold, compile=compile)

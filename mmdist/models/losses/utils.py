@@ -7,6 +7,7 @@ from typing import Callable, ContextManager, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch._dynamo.exc import TorchDynamoException
 
 ACTIVATIONS = ('softmax', 'sigmoid')
 #: Set to 0 to run the losses in eager mode (no ``torch.compile``) in every process.
@@ -72,10 +73,9 @@ def autocast_disabled(tensor: Tensor) -> ContextManager:
 
 
 class CompiledOrEager:
-    """``fn`` through ``torch.compile`` (automatic dynamic shapes: one compile for the
-    first shapes, one with symbolic sizes when they first change, none after), or eager
-    with ``compile=False`` or ``MMDIST_COMPILE=0``. If compiling fails (no C++ compiler,
-    no Triton, an unsupported torch), it warns once and runs eagerly from then on."""
+    """``fn`` through ``torch.compile`` (dynamic shapes once sizes change), or eager with
+    ``compile=False``, ``MMDIST_COMPILE=0`` or, warning once, when tracing or compiling fails
+    (no C++ compiler, no Triton, an old torch). The compiled code's own errors are raised."""
 
     def __init__(self, fn: Callable) -> None:
         self.fn, self.compiled, self.failed = fn, None, False
@@ -87,7 +87,9 @@ class CompiledOrEager:
                 if self.compiled is None:
                     self.compiled = torch.compile(self.fn)
                 return self.compiled(*args)
-            except Exception as err:  # any compiler failure: run eagerly
+            except Exception as err:
+                if self.compiled is not None and not isinstance(err, TorchDynamoException):
+                    raise  # not a failure to trace or compile: the compiled code's own
                 self.failed = True
                 warnings.warn(f'torch.compile of mmdist {self.fn.__name__} failed, running it '
                               f'in eager mode from now on ({type(err).__name__}: {err}); set '

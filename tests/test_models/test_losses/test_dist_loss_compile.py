@@ -11,7 +11,7 @@ from scipy import special
 from torch._dynamo.utils import counters
 
 from mmdist.models.losses import DISTLoss, dist_loss
-from mmdist.models.losses.dist_loss import _compiled_group_losses
+from mmdist.models.losses.dist_loss import _group_losses
 
 #: Every option on: row groups (one empty, one without kept rows), weights, temperature,
 #: both term weights, the KL anchor and the class threshold.
@@ -23,7 +23,7 @@ OPTIONS = dict(inter_loss_weight=0.7, intra_loss_weight=1.3, tau=2.0, kl_weight=
 def compiled(monkeypatch):
     monkeypatch.setenv('MMDIST_COMPILE', '1')
     yield
-    assert not _compiled_group_losses.failed
+    assert not _group_losses.failed
 
 
 def inputs(num_rows: int, seed: int = 0, num_classes: int = 19):
@@ -77,26 +77,65 @@ def test_compiled_columns_keep_float32_precision_when_means_are_large():
     assert 1 - intra.item() == pytest.approx(expected, rel=0, abs=2e-6)
 
 
-def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
-    def broken_compile(fn, **kwargs):
+def assert_falls_back_with_one_warning(reason: str):
+    """The first call warns (naming ``reason``) and gives the eager value; later calls
+    are eager and silent."""
+    z_s, z_t, weight, sizes = inputs(97, num_classes=7)
+    expected = dist_loss(z_s, z_t, weight, groups=sizes, compile=False)
+    with pytest.warns(UserWarning, match='(?s)torch.compile of mmdist _group_losses failed'
+                      f'.*{reason}.*MMDIST_COMPILE=0'):
+        assert dist_loss(z_s, z_t, weight, groups=sizes).item() == expected.item()
+    assert _group_losses.failed
+    with warnings.catch_warnings(record=True) as later:  # eager from now on, silently
+        warnings.simplefilter('always')
+        assert dist_loss(z_s, z_t, weight, groups=sizes).item() == expected.item()
+    assert not later, [str(w.message) for w in later]
+
+
+@pytest.fixture
+def fresh_compile(monkeypatch):
+    """Nothing compiled yet, and the fallback flag restored afterwards."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(_group_losses, 'compiled', None)
+    yield
+    _group_losses.failed = False
+    torch._dynamo.reset()
+
+
+def test_no_cxx_compiler_falls_back_to_eager_with_one_warning(fresh_compile, monkeypatch,
+                                                               tmp_path):
+    """A real failure: inductor finds no working C++ compiler (empty caches, so it must
+    compile)."""
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path))
+    monkeypatch.setattr(torch._inductor.config.cpp, 'cxx', (str(tmp_path / 'no-g++'), ))
+    monkeypatch.setattr(torch._inductor.config, 'fx_graph_cache', False)
+    monkeypatch.setattr(torch._functorch.config, 'enable_autograd_cache', False)
+    assert_falls_back_with_one_warning('No working C\\+\\+ compiler')
+
+
+def test_torch_compile_unavailable_falls_back_to_eager(fresh_compile, monkeypatch):
+    def unavailable(fn, **kwargs):
+        raise RuntimeError('torch.compile is not supported on this Python')
+
+    monkeypatch.setattr(torch, 'compile', unavailable)
+    assert_falls_back_with_one_warning('not supported on this Python')
+
+
+def test_errors_of_the_compiled_code_are_raised_not_hidden(fresh_compile, monkeypatch):
+    """Running out of memory inside the compiled loss is the caller's error to see: no
+    warning, no switch to eager for the rest of the run."""
+    def compiled_code(fn, **kwargs):
         def run(*args):
-            raise RuntimeError('no C++ compiler found')
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
         return run
 
-    monkeypatch.setattr(torch, 'compile', broken_compile)
-    monkeypatch.setattr(_compiled_group_losses, 'compiled', None)
-    z_s, z_t, weight, sizes = inputs(100)
-    expected = dist_loss(z_s, z_t, weight, groups=sizes, compile=False)
-    try:
-        with pytest.warns(UserWarning, match='torch.compile of mmdist _group_losses failed'
-                          '.*no C\\+\\+ compiler found.*MMDIST_COMPILE=0'):
-            assert dist_loss(z_s, z_t, weight, groups=sizes).item() == expected.item()
-        with warnings.catch_warnings(record=True) as later:  # eager from now on, silently
-            warnings.simplefilter('always')
-            assert dist_loss(z_s, z_t, weight, groups=sizes).item() == expected.item()
-        assert not later, [str(w.message) for w in later]
-    finally:
-        _compiled_group_losses.failed = False
+    monkeypatch.setattr(torch, 'compile', compiled_code)
+    z_s, z_t, _, _ = inputs(50)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(torch.OutOfMemoryError, match='Tried to allocate'):
+            dist_loss(z_s, z_t)
+    assert not _group_losses.failed
 
 
 def test_switches_turn_compiling_off(monkeypatch):
@@ -104,7 +143,7 @@ def test_switches_turn_compiling_off(monkeypatch):
         raise AssertionError('torch.compile was called')
 
     monkeypatch.setattr(torch, 'compile', forbidden)
-    monkeypatch.setattr(_compiled_group_losses, 'compiled', None)
+    monkeypatch.setattr(_group_losses, 'compiled', None)
     z_s, z_t, _, _ = inputs(50)
     DISTLoss(compile=False)(z_s, z_t)
     monkeypatch.setenv('MMDIST_COMPILE', '0')
