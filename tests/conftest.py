@@ -9,7 +9,8 @@ from mmdist.datasets import make_cityscapes_shapes, make_coco_shapes
 
 # The suite runs the losses eagerly (also in the tools it starts as subprocesses):
 # compiling every distinct loss graph would cost seconds each on a CPU. The loss tests
-# run both paths, and test_dist_loss_compile.py / test_compiled_train_step.py compile.
+# run both paths (eager and traced), test_dist_loss_compile.py compiles with inductor, and
+# so do the CUDA train-step tests (test_train_step_devices.py).
 os.environ.setdefault('MMDIST_COMPILE', '0')
 
 # Under pytest-xdist (`make test`: one worker per core), each worker and the tools it
