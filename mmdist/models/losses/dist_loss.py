@@ -13,9 +13,12 @@ from .utils import (CompiledOrEager, autocast_disabled, check_activation, check_
                     check_number, compute_dtype, group_membership)
 
 
-def pearson(s_xy: Tensor, s_xx: Tensor, s_yy: Tensor, eps: float) -> Tensor:
-    """``s_xy / max(sqrt(s_xx s_yy), eps)`` (sums of centred products): 0 where constant."""
-    return s_xy * (s_xx * s_yy).clamp_min(eps * eps).rsqrt()
+def pearson(s_xy: Tensor, s_xy_norms: Tensor, eps: float) -> Tensor:
+    """``s_xy / (sqrt(s_xx s_yy) + eps)`` from sums of centred products, as the official
+    code's ``cos(a - mean, b - mean)``; ``s_xy_norms = s_xx * s_yy``, floored at the
+    dtype's smallest normal number so that a constant vector has a finite gradient."""
+    tiny = torch.finfo(s_xy_norms.dtype).tiny
+    return s_xy / (s_xy_norms.clamp_min(tiny).sqrt() + eps)
 
 
 def group_sums(values: Tensor, members: Tensor) -> Tensor:
@@ -32,7 +35,7 @@ def dist_relations(p_s: Tensor, p_t: Tensor, members: Tensor, row_group: Tensor,
     of many values near 1 would lose the precision of their spread. Means are detached:
     sums of products of centred values have zero derivative with respect to them."""
     x, y = (p - p.mean(1, keepdim=True).detach() for p in (p_s, p_t))
-    rho_rows = pearson((x * y).sum(1), (x * x).sum(1), (y * y).sum(1), eps)
+    rho_rows = pearson((x * y).sum(1), (x * x).sum(1) * (y * y).sum(1), eps)
     total = members.sum(1, keepdim=True).clamp_min(torch.finfo(p_s.dtype).tiny)
 
     def centred(p: Tensor) -> Tensor:
@@ -40,8 +43,8 @@ def dist_relations(p_s: Tensor, p_t: Tensor, members: Tensor, row_group: Tensor,
         return p - (p0[:1] + group_sums(p0 - p0[:1], members) / total)[row_group]
 
     x, y = centred(p_s), centred(p_t)
-    rho_cols = pearson(group_sums(x * y, members), group_sums(x * x, members),
-                       group_sums(y * y, members), eps)
+    rho_cols = pearson(group_sums(x * y, members),
+                       group_sums(x * x, members) * group_sums(y * y, members), eps)
     return rho_rows, rho_cols
 
 
@@ -91,8 +94,9 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, weight: Optional[T
         inter_loss_weight, intra_loss_weight: weights of the two terms.
         tau: temperature.
         activation: ``'softmax'`` over C, or ``'sigmoid'`` per entry.
-        eps: lower bound of ``sqrt(s_xx * s_yy)``, the product of the centred vectors'
-            norms (sums over a row's classes; weighted sums over a column's rows).
+        eps: added to ``sqrt(s_xx * s_yy)``, the product of the centred vectors' norms
+            (sums over a row's classes; weighted sums over a column's rows), as the
+            official code adds it.
         kl_weight: lambda of the KL anchor ``+ lambda tau^2 mean_i KL(p_t || p_s)``.
         intra_class_threshold: if set, the intra term averages only over the classes the
             teacher gives at least this probability on some kept row.

@@ -28,9 +28,17 @@ def path(request, monkeypatch):
     assert not _group_losses.failed
 
 
+def pearson_eps(a, b, eps=1e-8):
+    """The official correlation: scipy's Pearson r with ``eps`` added to the product of
+    the centred vectors' norms (``cos(a - mean, b - mean)`` with ``+ eps``)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.linalg.norm(a - a.mean()) * np.linalg.norm(b - b.mean())
+    return stats.pearsonr(a, b)[0] * norms / (norms + eps)
+
+
 def reference_dist(z_s, z_t, tau=1.0, w_inter=1.0, w_intra=1.0, activation='softmax',
                    keep=None):
-    """DIST computed row by row and column by column with scipy.stats.pearsonr."""
+    """DIST computed row by row and column by column with :func:`pearson_eps`."""
     z_s, z_t = np.asarray(z_s, np.float64), np.asarray(z_t, np.float64)
     if keep is not None:
         z_s, z_t = z_s[keep], z_t[keep]
@@ -38,16 +46,17 @@ def reference_dist(z_s, z_t, tau=1.0, w_inter=1.0, w_intra=1.0, activation='soft
         p_s, p_t = special.softmax(z_s / tau, axis=1), special.softmax(z_t / tau, axis=1)
     else:
         p_s, p_t = special.expit(z_s / tau), special.expit(z_t / tau)
-    inter = 1 - np.mean([stats.pearsonr(a, b)[0] for a, b in zip(p_s, p_t)])
-    intra = 1 - np.mean([stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)])
+    inter = 1 - np.mean([pearson_eps(a, b) for a, b in zip(p_s, p_t)])
+    intra = 1 - np.mean([pearson_eps(a, b) for a, b in zip(p_s.T, p_t.T)])
     return tau**2 * (w_inter * inter + w_intra * intra)
 
 
-def weighted_pearson_columns(p_s, p_t, w):
-    """Weighted Pearson correlation of each column, written out with numpy."""
+def weighted_pearson_columns(p_s, p_t, w, eps=0.0):
+    """Weighted Pearson correlation of each column, written out with numpy (``eps``
+    added to the norms' product, as :func:`pearson_eps`)."""
     w = np.asarray(w, np.float64)[:, None]
     xs, xt = p_s - (w * p_s).sum(0) / w.sum(), p_t - (w * p_t).sum(0) / w.sum()
-    return (w * xs * xt).sum(0) / np.sqrt((w * xs**2).sum(0) * (w * xt**2).sum(0))
+    return (w * xs * xt).sum(0) / (np.sqrt((w * xs**2).sum(0) * (w * xt**2).sum(0)) + eps)
 
 
 @pytest.mark.parametrize('shape', [(7, 5), (64, 19), (300, 80), (3, 2)])
@@ -86,7 +95,7 @@ def test_relations_match_scipy_and_loss_gradcheck(weighted, activation):
     act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
     p_s, p_t = act(z_s.detach().numpy() / 2), act(z_t.numpy() / 2)
     rho_rows, rho_cols = dist_relations(torch.from_numpy(p_s), torch.from_numpy(p_t),
-                                        weight[None], torch.zeros(7, dtype=torch.long))
+                                        weight[None], torch.zeros(7, dtype=torch.long), eps=0.0)
     np.testing.assert_allclose(rho_rows, [stats.pearsonr(a, b)[0] for a, b in zip(p_s, p_t)],
                                rtol=1e-10)
     expected_cols = (weighted_pearson_columns(p_s, p_t, weight) if weighted else
@@ -114,7 +123,7 @@ def test_column_correlations_keep_float32_precision_when_means_are_large(weighte
     weight = (torch.rand(4000, generator=gen, dtype=torch.float64) *
               (torch.rand(4000, generator=gen) > 0.3)) if weighted else torch.ones(4000)
     expected = weighted_pearson_columns(special.expit(z_s.numpy()),
-                                        special.expit(z_t.numpy()), weight.numpy())
+                                        special.expit(z_t.numpy()), weight.numpy(), eps=1e-8)
     intra = dist_loss(z_s.float(), z_t.float(), weight.float() if weighted else None,
                       activation='sigmoid', inter_loss_weight=0.0)
     assert 1 - intra.item() == pytest.approx(expected.mean(), rel=0, abs=2e-6)
@@ -209,14 +218,43 @@ def test_degenerate_inputs_are_finite(activation):
     _finite_loss_and_grad(torch.randn(6, 2, generator=gen), torch.randn(6, 2), **kw)
 
 
+def _official_dist(p_s: np.ndarray, p_t: np.ndarray, eps: float = 1e-8) -> float:
+    """The official DIST of (N, C) probabilities (DIST_KD ``dist_kd.py``), float64:
+    1 - mean cos(a - mean(a), b - mean(b)) with ``cos = ab / (|a||b| + eps)``, over rows
+    (inter) and over columns (intra)."""
+
+    def relation(a, b):
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + eps)
+        return 1 - cos.mean()
+
+    return relation(p_s, p_t) + relation(p_s.T, p_t.T)
+
+
+def test_near_constant_rows_and_columns_follow_the_official_eps():
+    """Rows and columns whose centred norms' product is near eps (here 1e-9 to 1e-7):
+    eps is added to that product, as the official code adds it, so the values agree."""
+    gen = torch.Generator().manual_seed(3)
+    p_t = torch.rand(6, 5, generator=gen, dtype=torch.float64) * 1e-3 + 0.1
+    p_t[:, 2] = 0.3 + torch.rand(6, generator=gen, dtype=torch.float64) * 1e-7
+    p_s = torch.rand(6, 5, generator=gen, dtype=torch.float64) * 1e-4 + 0.1
+    p_s[1] = 0.2 + torch.rand(5, generator=gen, dtype=torch.float64) * 1e-6
+    z_s, z_t = torch.logit(p_s), torch.logit(p_t)  # sigmoid gives back p exactly enough
+    expected = _official_dist(p_s.numpy(), p_t.numpy())
+    ours = dist_loss(z_s, z_t, activation='sigmoid').item()
+    pearson_only = _official_dist(p_s.numpy(), p_t.numpy(), eps=0.0)
+    assert abs(pearson_only / expected - 1) > 1e-3  # eps matters in this case
+    assert ours == pytest.approx(expected, rel=1e-9)
+
+
 def test_constant_rows_have_zero_correlation():
-    """eps bounds sqrt(s_xx * s_yy): a constant student row (s_xx = 0) has rho = 0, so
-    its inter term is 1; the other rows match scipy."""
+    """A constant student row (s_xx = 0) has rho = s_xy / eps = 0, so its inter term
+    is 1; the other rows match scipy."""
     gen = torch.Generator().manual_seed(9)
     z_s, z_t = torch.randn(5, 4, generator=gen), torch.randn(5, 4, generator=gen)
     z_s[2] = 0.5
     p_s, p_t = special.softmax(z_s.numpy(), 1), special.softmax(z_t.numpy(), 1)
-    rho = [0.0 if i == 2 else stats.pearsonr(p_s[i], p_t[i])[0] for i in range(5)]
+    rho = [0.0 if i == 2 else pearson_eps(p_s[i], p_t[i]) for i in range(5)]
     inter = dist_loss(z_s, z_t, intra_loss_weight=0.0).item()
     assert inter == pytest.approx(1 - np.mean(rho), rel=1e-5)
 
@@ -305,7 +343,7 @@ def test_class_aware_intra_term_leaves_absent_classes_out():
     z_s, z_t = torch.randn(50, 5, generator=gen), torch.randn(50, 5, generator=gen) * 0.5
     z_t[:, 3] = -30.0  # class 3 never predicted by the teacher in this batch
     p_s, p_t = special.expit(z_s.numpy()), special.expit(z_t.numpy())
-    rho = [stats.pearsonr(a, b)[0] for a, b in zip(p_s.T, p_t.T)]
+    rho = [pearson_eps(a, b) for a, b in zip(p_s.T, p_t.T)]
     expected_intra = 1 - np.mean([r for c, r in enumerate(rho) if c != 3])
     got = dist_loss(z_s, z_t, activation='sigmoid', inter_loss_weight=0.0,
                     intra_class_threshold=0.01).item()

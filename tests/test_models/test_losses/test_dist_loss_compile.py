@@ -71,7 +71,7 @@ def test_compiled_columns_keep_float32_precision_when_means_are_large():
     order = torch.argsort(z_t[:, 0])
     p_s, p_t = special.expit(z_s[order].numpy()), special.expit(z_t[order].numpy())
     x, y = p_s - p_s.mean(0), p_t - p_t.mean(0)
-    expected = ((x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0))).mean()
+    expected = ((x * y).sum(0) / (np.sqrt((x * x).sum(0) * (y * y).sum(0)) + 1e-8)).mean()
     intra = dist_loss(z_s[order].float(), z_t[order].float(), activation='sigmoid',
                       inter_loss_weight=0.0)
     assert 1 - intra.item() == pytest.approx(expected, rel=0, abs=2e-6)
