@@ -207,7 +207,7 @@ def naive_loss(model, teacher, data) -> dict:
         with record_calls({'logits': student.bbox_head}) as s_rec:
             losses = student.loss(inputs, samples)
         losses['loss_dist_cls'] = model._dense_loss(
-            s_rec['logits'].output[0], model._anchor_rows(t_rec['logits'].output[0]), samples)
+            s_rec['logits'].output[0], model._dense_rows(t_rec['logits'].output[0]), samples)
     return losses
 
 

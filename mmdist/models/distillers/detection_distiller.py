@@ -19,6 +19,10 @@ from .feature_mimic import FeatureMimic
 #: Dense heads whose forward returns per-level (N, A*C, H, W) class logits first and
 #: whose classifier is laid out anchor-major, as mmdet's ``loss_by_feat`` reads it.
 SUPPORTED_DENSE_HEADS = (RetinaHead, FCOSHead, ATSSHead, GFLHead)
+#: How per-level (N, A*C, H, W) class logits become rows for ``loss_cls``: one row of C
+#: scores per prior (``'anchor'``), or one row of A*C scores per location (``'location'``,
+#: the official DIST detection code's reshape of the classifier output).
+DENSE_ROWS = ('anchor', 'location')
 
 
 def _names(classes) -> str:
@@ -30,11 +34,12 @@ class DetectionDistiller(BaseDistiller):
     """Distil an mmdet detector into another (``type='mmdist.DetectionDistiller'``).
 
     Dense one-stage students (RetinaNet, FCOS, ATSS, GFL): ``loss_cls`` compares the
-    per-level class logits of student and teacher, reshaped anchor-major to
-    (N*H*W*A, C) and concatenated over the FPN levels; rows in the batch padding get
-    weight 0; one term per level (``groups``), summed into ``loss_dist_cls``. The
-    teacher's head runs its classification branch only (the stock heads and subclasses
-    that keep their ``forward``).
+    per-level class logits of student and teacher as rows (``dense_rows``), concatenated
+    over the FPN levels; rows in the batch padding get weight 0 (``mask_padding``); one
+    term per level (``groups``), summed into ``loss_dist_cls``. The teacher's head runs
+    its classification branch only (the stock heads and subclasses that keep their
+    ``forward``). With one prior per location (FCOS, ATSS, GFL) both row layouts are the
+    same.
 
     Two-stage students (``StandardRoIHead``, e.g. Faster R-CNN): the teacher's box head
     (the first stage of a cascade) classifies exactly the student's sampled RoIs on the
@@ -49,12 +54,30 @@ class DetectionDistiller(BaseDistiller):
         loss_cls: distillation loss on the class logits, e.g.
             ``dict(type='mmdist.DISTLoss', activation='sigmoid')``.
         mimic: ``None`` or kwargs of :class:`FeatureMimic` (e.g. ``dict(loss_weight=1.)``).
+        dense_rows: dense heads only. ``'anchor'``: (N*H*W*A, C) rows, one per prior, as
+            mmdet's ``loss_by_feat`` reads the logits. ``'location'``: (N*H*W, A*C) rows,
+            one per feature-map location with the scores of all its A anchors, as the
+            official DIST code (MasKD ``mmrazor/models/losses/dist_kd.py``) reshapes the
+            recorded ``retina_cls`` output; the paper's RetinaNet numbers come from it.
+        mask_padding: dense heads only. Weight 0 for rows of priors (locations) in the
+            batch padding; ``False`` keeps them, as the official code does.
         **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
     def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
-                 loss_cls: dict, mimic: Optional[dict] = None, **kwargs) -> None:
+                 loss_cls: dict, mimic: Optional[dict] = None, dense_rows: str = 'anchor',
+                 mask_padding: bool = True, **kwargs) -> None:
+        if dense_rows not in DENSE_ROWS:
+            raise ValueError(f'model.dense_rows: expected one of {DENSE_ROWS}, got '
+                             f'{dense_rows!r}')
+        if not isinstance(mask_padding, bool):
+            raise TypeError(f'model.mask_padding: expected True or False, got {mask_padding!r}')
         super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
+        if self.two_stage and (dense_rows, mask_padding) != ('anchor', True):
+            raise ValueError('model.dense_rows / model.mask_padding: they set how dense-head '
+                             'logits become rows; a two-stage student compares RoI logits, '
+                             'so leave them at their defaults (\'anchor\', True)')
+        self.dense_rows, self.mask_padding = dense_rows, mask_padding
         if self.two_stage:
             expected = 'softmax'
             reason = 'the student RoI head (model.student.roi_head.bbox_head.loss_cls)'
@@ -146,14 +169,14 @@ class DetectionDistiller(BaseDistiller):
     # ----------------------------------------------------------------- training
     def teacher_forward(self, inputs: Tensor) -> Dict[str, Any]:
         """The teacher's FPN features (kept for two-stage students or ``mimic``) and, for
-        dense students, its class logits as :meth:`_anchor_rows`. A dense teacher runs
+        dense students, its class logits as :meth:`_dense_rows`. A dense teacher runs
         only its head's classification branch when the head allows it
         (:func:`classifier_name`): the box regression is not distilled."""
         feats = self.teacher.extract_feat(inputs)
         if self.two_stage:  # its RoI head classifies the student's RoIs later
             return dict(feats=feats)
-        rows = self._anchor_rows(dense_class_logits(self.teacher.bbox_head, feats,
-                                                    self._teacher_classifier))
+        rows = self._dense_rows(dense_class_logits(self.teacher.bbox_head, feats,
+                                                   self._teacher_classifier))
         return dict(rows=rows, feats=feats if self.mimic is not None else None)
 
     def student_records(self) -> Dict[str, nn.Module]:
@@ -189,38 +212,49 @@ class DetectionDistiller(BaseDistiller):
             return roi_head._bbox_forward(0, feats, rois)['cls_score']
         return roi_head._bbox_forward(feats, rois)['cls_score']
 
-    def _anchor_rows(self, maps: List[Tensor]) -> Tensor:
-        """(rows of all levels, C) anchor-major rows of the per-level (N, A*C, H, W)
-        class logits, levels in order."""
+    def _priors_per_row(self) -> List[int]:
+        """Per level, the priors that share one row: 1 for ``dense_rows='anchor'``, the
+        anchors per location for ``'location'``."""
         anchors = self.student.bbox_head.prior_generator.num_base_priors
-        return torch.cat([dense_to_rows(m, a) for m, a in zip(maps, anchors)])
+        return [1] * len(anchors) if self.dense_rows == 'anchor' else list(anchors)
+
+    def _dense_rows(self, maps: List[Tensor]) -> Tensor:
+        """(rows of all levels, C or A*C) rows (``dense_rows``) of the per-level
+        (N, A*C, H, W) class logits, levels in order; rows ordered (n, h, w[, a])."""
+        anchors = self.student.bbox_head.prior_generator.num_base_priors
+        return torch.cat([dense_to_rows(m, a // k)
+                          for m, a, k in zip(maps, anchors, self._priors_per_row())])
 
     def _dense_loss(self, student_logits: List[Tensor], teacher_rows: Tensor,
                     data_samples: List) -> Tensor:
         """``loss_cls`` of the student's per-level (N, A*C, H, W) class logits against
-        the teacher's :meth:`_anchor_rows`: one row group per FPN level, rows in the
-        batch padding weighted 0."""
+        the teacher's :meth:`_dense_rows`: one row group per FPN level, rows in the
+        batch padding weighted 0 with ``mask_padding``."""
         anchors = self.student.bbox_head.prior_generator.num_base_priors
-        sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a
-                 for m, a in zip(student_logits, anchors)]
-        weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
-                                        data_samples, student_logits[0].device)
-        return self.loss_cls(self._anchor_rows(student_logits), teacher_rows, weight,
+        sizes = [m.shape[0] * m.shape[2] * m.shape[3] * a // k
+                 for m, a, k in zip(student_logits, anchors, self._priors_per_row())]
+        weight = None
+        if self.mask_padding:
+            weight = self._dense_row_weight([logits.shape[-2:] for logits in student_logits],
+                                            data_samples, student_logits[0].device)
+        return self.loss_cls(self._dense_rows(student_logits), teacher_rows, weight,
                              groups=sizes)
 
     def _dense_row_weight(self, featmap_sizes: List[torch.Size], data_samples: List,
                           device: torch.device) -> Optional[Tensor]:
-        """(rows of all levels,) 0/1 weights, 0 for priors in the batch padding; ``None``
-        when no prior is in the padding. Cached per feature-map and image shapes (a
+        """(rows of all levels,) 0/1 weights, 0 for rows in the batch padding; ``None``
+        when no row is in the padding. Cached per feature-map and image shapes (a
         training run sees few distinct ones)."""
         key = (tuple(tuple(size) for size in featmap_sizes),
                tuple(tuple(sample.img_shape[:2]) for sample in data_samples), str(device))
         if key not in self._row_weight_cache:
             generator = self.student.bbox_head.prior_generator
-            # valid_flags() per image: (H*W*A,) per level, False for priors in the padding.
+            # valid_flags() per image: (H*W*A,) per level, False for priors in the padding
+            # (all A priors of a location alike); one flag per row of the layout.
             per_image = [generator.valid_flags(featmap_sizes, sample.img_shape[:2], device)
                          for sample in data_samples]
-            flags = torch.cat([flags[level] for level in range(len(featmap_sizes))
+            flags = torch.cat([flags[level][::step]
+                               for level, step in enumerate(self._priors_per_row())
                                for flags in per_image])
             if len(self._row_weight_cache) >= 64:  # bounded (multi-scale training)
                 self._row_weight_cache.clear()

@@ -189,49 +189,71 @@ class _Sample:
         self.img_shape = shape
 
 
-def test_padding_rows_are_left_out(retina):
-    """All levels in one call, one row group per level; rows of priors in the batch
-    padding get weight 0, and no weights at all without padding."""
-    model, _ = build(retina['config'])
+@pytest.mark.parametrize('dense_rows', ['anchor', 'location'])
+def test_padding_rows_are_left_out(retina, dense_rows):
+    """All levels in one call, one row group per level; rows of priors ('anchor': one
+    row per prior; 'location': one row of all 9 anchors per cell) in the batch padding
+    get weight 0, and no weights at all without padding or with mask_padding=False."""
+    model, _ = build(retina['config'], dense_rows=dense_rows, mask_padding=True)
+    per_row = 1 if dense_rows == 'anchor' else 9  # priors in one row
     seen = []
 
     class Spy(torch.nn.Module):
 
         def forward(self, s_rows, t_rows, weight, groups):
-            seen.append((s_rows.shape[0], weight, groups))
+            seen.append((tuple(s_rows.shape), weight, groups))
             return s_rows.sum() * 0
 
     model.loss_cls = Spy()
     # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
     sizes = [8, 4, 2, 1, 1]
     logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
-    model._dense_loss(logits, model._anchor_rows(logits),
+    model._dense_loss(logits, model._dense_rows(logits),
                       [_Sample((64, 64)), _Sample((40, 24))])
-    (rows, weight, groups), = seen
-    assert groups == [2 * n * n * 9 for n in sizes] and rows == sum(groups)
+    (shape, weight, groups), = seen
+    rows_per_cell = 9 // per_row
+    assert groups == [2 * n * n * rows_per_cell for n in sizes]
+    assert shape == (sum(groups), 4 * per_row)
     for level, (level_weight, n, stride) in enumerate(
             zip(weight.split(groups), sizes, [8, 16, 32, 64, 128])):
-        assert level_weight[:n * n * 9].sum() == n * n * 9  # full-size image: all valid
+        full = n * n * rows_per_cell
+        assert level_weight[:full].sum() == full  # full-size image: all valid
         # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
-        valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * 9
-        assert level_weight[n * n * 9:].sum() == valid, level
+        valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * rows_per_cell
+        assert level_weight[full:].sum() == valid, level
     # No padding at all: no weights.
     seen.clear()
-    model._dense_loss(logits, model._anchor_rows(logits),
+    model._dense_loss(logits, model._dense_rows(logits),
                       [_Sample((64, 64)), _Sample((64, 64))])
     assert seen[0][1] is None
+    # Padding kept (the official code's choice): no weights either.
+    seen.clear()
+    model.mask_padding = False
+    model._dense_loss(logits, model._dense_rows(logits),
+                      [_Sample((64, 64)), _Sample((40, 24))])
+    assert seen[0][1] is None and seen[0][2] == groups
+
+
+def test_location_rows_hold_all_anchors_of_a_cell(retina):
+    """dense_rows='location': row (n, h, w) of a level is the classifier's A*C channels
+    at that cell, in channel order (anchor-major), as the official code reshapes them."""
+    model, _ = build(retina['config'], dense_rows='location')
+    maps = [torch.randn(2, 9 * 4, n, n) for n in [8, 4, 2, 1, 1]]
+    rows = model._dense_rows(maps)
+    expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 36) for m in maps])
+    assert torch.equal(rows, expected)
 
 
 def test_grouped_dense_loss_equals_one_call_per_level(retina):
     """DISTLoss takes all FPN levels in one call (`groups`): the same value and gradient
     as one call per level, with the same rows and padding weights."""
-    model, _ = build(retina['config'])
+    model, _ = build(retina['config'], dense_rows='anchor', mask_padding=True)
     sizes = [8, 4, 2, 1, 1]
     torch.manual_seed(0)
     s_logits = [torch.randn(2, 9 * 4, n, n, requires_grad=True) for n in sizes]
     t_logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
     samples = [_Sample((64, 64)), _Sample((40, 24))]
-    grouped = model._dense_loss(s_logits, model._anchor_rows(t_logits), samples)
+    grouped = model._dense_loss(s_logits, model._dense_rows(t_logits), samples)
     grouped_grads = torch.autograd.grad(grouped, s_logits)
     reference = 0
     for n, stride, s_map, t_map in zip(sizes, [8, 16, 32, 64, 128], s_logits, t_logits):
@@ -366,6 +388,14 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
     with pytest.raises(ValueError, match='loss_weight must be >= 0'):
         build(retina['config'], teacher_ckpt=RANDOM_TEACHER,
               loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', loss_weight=-1))
+    # Row layout keys: unknown values, and set for a two-stage (RoI) student.
+    with pytest.raises(ValueError, match="model.dense_rows: expected one of"):
+        build(retina['config'], teacher_ckpt=RANDOM_TEACHER, dense_rows='pixel')
+    with pytest.raises(TypeError, match='model.mask_padding: expected True or False'):
+        build(retina['config'], teacher_ckpt=RANDOM_TEACHER, mask_padding='no')
+    for override in (dict(dense_rows='location'), dict(mask_padding=False)):
+        with pytest.raises(ValueError, match='model.dense_rows / model.mask_padding'):
+            build(faster['config'], teacher_ckpt=RANDOM_TEACHER, **override)
 
 
 def test_teacher_loading_errors(retina, faster, tmp_path):

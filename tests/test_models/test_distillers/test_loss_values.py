@@ -61,8 +61,13 @@ def dist_reference(z_s: np.ndarray, z_t: np.ndarray, activation: str, tau: float
     act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
     p_s = act(np.asarray(z_s, np.float64) / tau)
     p_t = act(np.asarray(z_t, np.float64) / tau)
-    inter = stats.pearsonr(p_s, p_t, axis=1).statistic.mean()  # one per row
-    intra = stats.pearsonr(p_s, p_t, axis=0).statistic.mean()  # one per class
+
+    def pearson(axis):  # scipy's r, with the official eps added to the norms' product
+        norms = np.prod([np.linalg.norm(p - p.mean(axis, keepdims=True), axis=axis)
+                         for p in (p_s, p_t)], axis=0)
+        return stats.pearsonr(p_s, p_t, axis=axis).statistic * norms / (norms + 1e-8)
+
+    inter, intra = pearson(1).mean(), pearson(0).mean()  # one per row; one per class
     return tau**2 * (inter_weight * (1 - inter) + intra_weight * (1 - intra))
 
 
@@ -197,10 +202,12 @@ def retina(tmp_path_factory, coco_root):
 
 @pytest.mark.parametrize('fuse', [False, True])
 def test_dense_detection_loss_value(retina, fuse):
-    """RetinaNet: loss_dist_cls = 3 * sum over FPN levels of DIST (sigmoid, tau 2,
-    inter 1.5, intra 0.5) of anchor-major rows without padding rows; loss_dist_mimic =
-    2.5 * sum over levels of the MSE between connector(student FPN) and teacher FPN."""
-    model, cfg = build_distiller(retina['config'], 'mmdet', teacher_fuse_conv_bn=fuse)
+    """RetinaNet, ``dense_rows='anchor'``: loss_dist_cls = 3 * sum over FPN levels of
+    DIST (sigmoid, tau 2, inter 1.5, intra 0.5) of anchor-major rows without padding
+    rows; loss_dist_mimic = 2.5 * sum over levels of the MSE between connector(student
+    FPN) and teacher FPN."""
+    model, cfg = build_distiller(retina['config'], 'mmdet', teacher_fuse_conv_bn=fuse,
+                                 dense_rows='anchor', mask_padding=True)
     raw = det_raw_batch(cfg)
     data = model.data_preprocessor(copy.deepcopy(raw), True)
     student = model.student
@@ -237,6 +244,63 @@ def test_dense_detection_loss_value(retina, fuse):
         mapped += bias[None, :, None, None]
         mse += np.mean((mapped - f_t.double().numpy())**2)
     rel_close(losses['loss_dist_mimic'].item(), 2.5 * mse)
+
+
+def official_dist(y_s: np.ndarray, y_t: np.ndarray, beta: float = 1.0,
+                  gamma: float = 1.0) -> float:
+    """The official detection DIST (MasKD ``mmrazor/models/losses/dist_kd.py``,
+    ``use_sigmoid=True``) of one level's (N, A*C, H, W) classifier outputs, written out
+    in numpy: ``transpose(1, 3).reshape(-1, A*C)`` (padding kept), sigmoid, then
+    ``beta * (1 - mean_rows cos(centred rows)) + gamma * (1 - mean_columns cos(...))``
+    with the cosine's ``+ 1e-8`` in the denominator."""
+
+    def relation(a, b):  # 1 - mean over rows of the Pearson correlation, as coded there
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-8)
+        return 1 - cos.mean()
+
+    channels = y_s.shape[1]
+    y_s, y_t = (special.expit(np.asarray(y, np.float64).transpose(0, 3, 2, 1)
+                              .reshape(-1, channels)) for y in (y_s, y_t))
+    return beta * relation(y_s, y_t) + gamma * relation(y_s.T, y_t.T)
+
+
+@pytest.mark.parametrize('fuse', [False, True])
+def test_dense_detection_loss_value_official_layout(retina, fuse):
+    """The shipped RetinaNet config (``dense_rows='location'``, ``mask_padding=False``),
+    DIST weight 1: loss_dist_cls = the official detection DIST summed over the FPN
+    levels, on the same student and (plain mmdet) teacher classifier outputs, padding
+    included. In float64 (both networks and the loss), so that the comparison is exact
+    even on the top levels' two rows of near-constant scores of these random networks."""
+    unit = dict(tau=1.0, inter_loss_weight=1.0, intra_loss_weight=1.0, loss_weight=1.0)
+    model, cfg = build_distiller(retina['config'], 'mmdet', teacher_fuse_conv_bn=fuse,
+                                 loss_cls=unit, mimic=None)
+    assert (cfg.model.dense_rows, cfg.model.mask_padding) == ('location', False)
+    model.double()
+    raw = det_raw_batch(cfg)  # two images, one smaller: padding rows at every level
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    data['inputs'] = data['inputs'].double()
+    with Outputs(head=model.student.bbox_head) as seen:
+        losses = model(**data, mode='loss')
+    student_maps = seen['head'][1][0]
+    assert losses['loss_dist_cls'].dtype == torch.float64
+
+    teacher = plain_model(retina['teacher_cfg'], retina['teacher_ckpt'], 'mmdet').double()
+    with torch.no_grad():
+        teacher_maps = teacher.bbox_head(teacher.extract_feat(teacher.data_preprocessor(
+            copy.deepcopy(raw), False)['inputs'].double()))[0]
+    assert student_maps[0].shape[1] == 9 * 6  # A * C scores per location
+    expected = sum(official_dist(s.detach().numpy(), t.numpy())
+                   for s, t in zip(student_maps, teacher_maps))
+    # 1e-9 unfolded; the folded teacher's weights were folded in float32.
+    assert losses['loss_dist_cls'].item() == pytest.approx(expected, rel=1e-7)
+    # The per-anchor layout without padding is another loss on the same logits.
+    strides = cfg.model.student.bbox_head.anchor_generator.strides
+    shapes = [(64, 64), (40, 48)]
+    anchor_layout = sum(dist_reference(s, t, 'sigmoid') for s, t in zip(
+        anchor_rows(student_maps, 6, strides, shapes), anchor_rows(teacher_maps, 6, strides,
+                                                                   shapes)))
+    assert abs(anchor_layout / expected - 1) > 1e-3
 
 
 @pytest.fixture(scope='module')
@@ -389,8 +453,9 @@ def cls(tmp_path_factory):
 
 
 def test_classification_loss_value(cls):
-    """ResNet-18 student, ResNet-34 teacher (own mean/std): loss_dist_cls = DIST
-    (softmax) of the student's logits and the plain mmpretrain teacher's."""
+    """ResNet-18 student, ResNet-34 teacher (own mean/std): loss_dist_cls = 2 (the
+    shipped, official weight) * DIST (softmax) of the student's logits and the plain
+    mmpretrain teacher's."""
     model, cfg = build_distiller(cls['config'], 'mmpretrain')
     assert Config.fromfile(cls['teacher_cfg']).data_preprocessor.mean == TEACHER_MEAN
     assert Config.fromfile(cls['teacher_cfg']).data_preprocessor.std == TEACHER_STD
@@ -405,5 +470,6 @@ def test_classification_loss_value(cls):
     with torch.no_grad():
         teacher_logits = teacher(**teacher.data_preprocessor(copy.deepcopy(raw), False),
                                  mode='tensor')
+    assert cfg.model.loss_cls.loss_weight == 2.0
     expected = dist_reference(seen['fc'][1].detach().numpy(), teacher_logits.numpy(), 'softmax')
-    rel_close(losses['loss_dist_cls'].item(), expected)
+    rel_close(losses['loss_dist_cls'].item(), 2.0 * expected)
