@@ -16,3 +16,4 @@ model = dict(
     # official setting; 0.4 is also mmseg's auxiliary cross-entropy weight).
     loss_decode=dict(type='mmdist.DISTLoss', tau=1.0, loss_weight=1.0),
     loss_aux=dict(type='mmdist.DISTLoss', tau=1.0, loss_weight=0.4))
+auto_scale_lr = dict(enable=False, base_batch_size=8)  # 4 GPUs x 2 images

@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import os.path as osp
+import re
 import runpy
 import sys
 from types import ModuleType
@@ -33,6 +34,14 @@ def read_scalars(work_dir: str) -> List[Dict]:
         return [json.loads(line) for line in f]
 
 
+def periodic_checkpoint(work_dir: str) -> str:
+    """The run's only ``iter_N.pth`` / ``epoch_N.pth`` (a ``save_best`` checkpoint hook also
+    writes ``best_<metric>_iter_N.pth``)."""
+    (path, ) = [path for path in glob.glob(osp.join(work_dir, '*.pth'))
+                if re.fullmatch(r'(iter|epoch)_\d+\.pth', osp.basename(path))]
+    return path
+
+
 def train_then_test(train_tool: ModuleType, test_tool: ModuleType, config: str, work_dir: str,
                     dist_keys: Sequence[str],
                     test_options: Sequence[str] = ()) -> Tuple[Runner, Dict]:
@@ -53,7 +62,7 @@ def train_then_test(train_tool: ModuleType, test_tool: ModuleType, config: str, 
             assert math.isfinite(entry[key]), entry
         assert math.isfinite(entry['loss'])
 
-    (ckpt_path, ) = glob.glob(osp.join(work_dir, '*_*.pth'))
+    ckpt_path = periodic_checkpoint(work_dir)
     ckpt = torch.load(ckpt_path, map_location='cpu')  # weights_only=True (torch >= 2.6)
     keys = list(ckpt['state_dict'])
     assert keys and all(k.startswith('student.') for k in keys), keys[:5]
@@ -83,8 +92,8 @@ def assert_teacher_is_checkpoint(runner: Runner, paths: dict) -> None:
 def export_run_student(export_tool: ModuleType, config: str, work_dir: str,
                        out_dir: str) -> Dict[str, str]:
     """``tools/model_converters/export_student.py`` (``export_tool``) on the run's (only)
-    checkpoint."""
-    (ckpt, ) = glob.glob(osp.join(work_dir, '*_*.pth'))
+    periodic checkpoint."""
+    ckpt = periodic_checkpoint(work_dir)
     export_tool.main([config, ckpt, out_dir, '--name', 'student'])
     return dict(config=osp.join(out_dir, 'student.py'),
                 checkpoint=osp.join(out_dir, 'student.pth'))

@@ -14,6 +14,7 @@ from mmengine.runner import load_checkpoint
 from mmdist.datasets import SHAPE_CLASSES
 from mmdist.registry import MODELS
 from mmdist.testing._detection import write_config, write_retinanet_configs
+from mmdist.testing._e2e import periodic_checkpoint
 from mmdist.testing._segmentation import write_segmentation_configs
 
 
@@ -21,8 +22,7 @@ def train(config, work_dir, name, *options):
     runner = load_tool('train').build_runner(
         [config, '--work-dir', work_dir, '--cfg-options', f'visualizer.name={name}', *options])
     runner.train()
-    (ckpt, ) = glob.glob(osp.join(work_dir, '*_*.pth'))
-    return ckpt
+    return periodic_checkpoint(work_dir)
 
 
 def export(config, ckpt, out_dir):

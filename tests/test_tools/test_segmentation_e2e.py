@@ -35,6 +35,8 @@ def test_segmentation_distillation_train_then_test(tmp_path, cityscapes_root, st
                                       ['loss_dist_decode', 'loss_dist_aux'], ['--out', ours_out])
     assert_teacher_is_checkpoint(runner, paths)
     assert metrics['mIoU'] > 0  # so that the comparison below is not of two zeros
+    # The official protocol keeps the best checkpoint by validation mIoU.
+    assert glob.glob(str(tmp_path / 'work' / f'best_mIoU_iter_{ITERS}.pth'))
 
     exported = export_run_student(load_tool('model_converters/export_student'), config,
                                   str(tmp_path / 'work'), str(tmp_path / 'export'))
