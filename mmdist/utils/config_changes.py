@@ -4,13 +4,24 @@ stored (``meta['cfg']``, mmengine's ``Config.pretty_text``), and what resuming d
 each of them.
 
 The stored text is read without executing it (:func:`read_config_text`): only literals,
-``dict(...)``, lists and tuples; other values are left out of the comparison.
+``dict(...)``, lists and tuples; an entry holding anything else (e.g. a class in a lazy
+config) is :data:`UNREADABLE` and not compared.
 """
 import ast
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 #: Top-level config entries compared on resume.
 COMPARED = ('train_cfg', 'optim_wrapper', 'param_scheduler', 'train_dataloader', 'model')
+
+
+class _Unreadable:
+
+    def __repr__(self) -> str:
+        return 'UNREADABLE'
+
+
+#: :func:`read_config_text`'s value of an entry that is not made of literals.
+UNREADABLE = _Unreadable()
 
 
 class ConfigChange(NamedTuple):
@@ -46,8 +57,8 @@ def _literal(node: ast.AST) -> Any:
 def read_config_text(text: str) -> Dict[str, Any]:
     """The top-level ``name = value`` entries of a config text, read without running it.
 
-    Entries whose value is not made of literals, ``dict(...)``, lists and tuples (a lambda,
-    a function call, an imported name) are left out.
+    An entry whose value is not made of literals, ``dict(...)``, lists and tuples (a lambda,
+    a function call, a name) is :data:`UNREADABLE`.
 
     Raises:
         SyntaxError: ``text`` is not Python.
@@ -59,7 +70,7 @@ def read_config_text(text: str) -> Dict[str, Any]:
             try:
                 entries[statement.targets[0].id] = _literal(statement.value)
             except (ValueError, TypeError, SyntaxError):
-                continue
+                entries[statement.targets[0].id] = UNREADABLE
     return entries
 
 
@@ -107,9 +118,11 @@ def resume_config_changes(stored: Mapping[str, Any], current: Mapping[str, Any],
                           position: str) -> List[ConfigChange]:
     """The compared settings (:func:`resume_effect`) that differ between the checkpoint's
     config ``stored`` and the resumed run's ``current`` (both plain dicts); a setting
-    missing on one side is ``None`` there."""
+    missing on one side is ``None`` there. :data:`UNREADABLE` entries are skipped."""
     changes = []
     for entry in COMPARED:
+        if stored.get(entry) is UNREADABLE:
+            continue
         old = flatten(stored.get(entry), entry)
         new = flatten(current.get(entry), entry)
         for key in sorted(set(old) | set(new)):

@@ -21,7 +21,7 @@ from torch import nn
 from .checkpoint import CheckpointError, open_checkpoint
 from .checkpoint_fit import (MIN_FIT, checkpoint_state, fit_checkpoint, fit_model,
                              modules_left_at_init)
-from .config_changes import read_config_text, resume_config_changes
+from .config_changes import COMPARED, UNREADABLE, read_config_text, resume_config_changes
 from .launch import RunCheckpoint, find_run_checkpoint, is_epoch_based
 
 
@@ -75,6 +75,10 @@ def warn_config_changes(cfg: Config, meta: dict, source: RunCheckpoint, position
         _warn(f'{source.key}: the config of the checkpoint cannot be read ({err}): settings '
               'changed since it was written are not checked')
         return
+    unreadable = [entry for entry in COMPARED if stored.get(entry) is UNREADABLE]
+    if unreadable:
+        _warn(f'{source.key}: the checkpoint\'s config holds values other than literals in '
+              f'{", ".join(unreadable)}: changes to them since it was written are not checked')
     for change in resume_config_changes(stored, cfg.to_dict(), position):
         _warn(f'{source.key} from {position}: {change.describe()}')
 

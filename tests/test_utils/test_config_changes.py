@@ -3,7 +3,8 @@
 on resume."""
 from mmengine.config import Config
 
-from mmdist.utils.config_changes import flatten, read_config_text, resume_config_changes
+from mmdist.utils.config_changes import (UNREADABLE, flatten, read_config_text,
+                                         resume_config_changes)
 
 STORED = '''
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4)
@@ -24,11 +25,12 @@ def test_the_stored_config_is_read_without_running_it(tmp_path):
                      "scales = ((64, 32), {'a b': -1, 'c': (True, None)})\n")
     entries = read_config_text(text)
     assert not marker.exists()
-    assert 'evil' not in entries and 'lazy' not in entries
+    assert entries['evil'] is UNREADABLE and entries['lazy'] is UNREADABLE
     assert entries['scales'] == ((64, 32), {'a b': -1, 'c': (True, None)})
     # The same values as mmengine's own (executing) parser, for what mmengine writes.
     parsed = Config.fromstring(STORED, '.py').to_dict()
     assert {k: entries[k] for k in parsed} == parsed
+    assert set(entries) == set(parsed) | {'evil', 'lazy', 'scales'}
     assert Config.fromstring(Config(parsed).pretty_text, '.py').to_dict() == read_config_text(
         Config(parsed).pretty_text)
 
@@ -69,3 +71,14 @@ def test_only_the_settings_that_matter_are_reported_with_their_effect():
     for key in ('model.loss_decode.loss_weight', 'train_dataloader.batch_size',
                 'optim_wrapper.clip_grad.max_norm'):
         assert changes[key].effect.startswith('applies after iteration 2'), key
+
+
+def test_an_entry_that_is_not_literal_is_not_compared():
+    """A lazy config's ``type=DISTLoss`` (a class): the stored ``model`` cannot be read, so
+    its settings are not reported as changed."""
+    stored = read_config_text(STORED.replace("type='DISTLoss'", 'type=DISTLoss'))
+    assert stored['model'] is UNREADABLE
+    current = Config.fromstring(STORED, '.py').to_dict()
+    current['optim_wrapper']['optimizer']['lr'] = 0.02
+    assert [c.key for c in resume_config_changes(stored, current, 'iteration 2')] == [
+        'optim_wrapper.optimizer.lr']
