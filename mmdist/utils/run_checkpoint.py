@@ -3,7 +3,7 @@
 tools/train.py before anything is trained or loaded:
 
 * :func:`check_resume` (before the runner is built): a resumed checkpoint must be one a
-  training run wrote (not weights only) and must not lie past ``train_cfg.max_iters`` /
+  training run wrote (not weights only, no code for mmengine to run) and must not lie past ``train_cfg.max_iters`` /
   ``max_epochs``; each compared setting changed since it was written is a warning saying
   what resuming does with the new value (:mod:`mmdist.utils.config_changes`).
 * :func:`check_run_checkpoint_fits` (once the model is built, before the checkpoint is
@@ -31,7 +31,8 @@ def _warn(message: str) -> None:
 
 def check_training_checkpoint(checkpoint: dict, source: RunCheckpoint) -> None:
     """A resumed checkpoint must hold a training run's state (what mmengine's resume reads:
-    ``message_hub``, ``meta['iter']``, ``meta['epoch']``), not only weights."""
+    ``message_hub``, ``meta['iter']``, ``meta['epoch']``), not only weights, and no
+    ``meta['config']`` (mmengine's resume executes it)."""
     meta = checkpoint.get('meta')
     meta = meta if isinstance(meta, dict) else {}
     lacking = [name for name, present in (('message_hub', 'message_hub' in checkpoint),
@@ -44,6 +45,12 @@ def check_training_checkpoint(checkpoint: dict, source: RunCheckpoint) -> None:
             'checkpoint its training wrote (iter_N.pth, epoch_N.pth). To start a new run '
             f'from these weights (new optimizer and schedule), use --cfg-options '
             f'load_from={source.path}')
+    if 'config' in meta:
+        # mmengine's Runner.resume passes meta['config'] to Config.fromstring, which runs it.
+        raise CheckpointError(
+            f"{source.key}: {source.path!r} has meta['config'], a config text that mmengine's "
+            'resume would run as Python code (mmengine itself writes meta[\'cfg\'], which is '
+            'only read here): refused. If you trust the file, delete that key from its meta')
 
 
 def check_resume_position(cfg: Config, meta: dict, source: RunCheckpoint) -> str:

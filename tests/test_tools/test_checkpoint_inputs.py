@@ -157,6 +157,21 @@ def test_resume_from_weights_only_is_refused_naming_load_from(run):
             train_args(run, 'resume_plain', 'train_cfg.max_iters=3', resume=run['plain']))
 
 
+def test_resume_refuses_a_config_text_mmengine_would_run(run, tmp_path):
+    """mmengine's resume runs ``Config.fromstring(meta['config'])``: Python code in a
+    checkpoint that passes the weights_only policy."""
+    marker = tmp_path / 'RAN'
+    checkpoint = torch.load(run['ckpt'], weights_only=True)
+    checkpoint['meta']['config'] = f"gpu_ids = __import__('os').system('touch {marker}')\n"
+    path = str(tmp_path / 'config_code_iter_2.pth')
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=rf"^--resume: '{re.escape(path)}' has "
+                       r"meta\['config'\], a config text that mmengine's resume would run"):
+        load_tool('train').build_runner(
+            train_args(run, 'resume_config_code', 'train_cfg.max_iters=3', resume=path))
+    assert not marker.exists()
+
+
 def test_load_from_another_model_warns_naming_the_modules_left_at_init(run, det_checkpoint,
                                                                        monkeypatch):
     """95 of 149 student tensors fit: a warning names load_from, the fit and the modules
