@@ -1,7 +1,10 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""Shared fixtures: tiny synthetic datasets in the official formats, written once per run."""
+"""Shared fixtures: tiny synthetic datasets in the official formats, written once per run;
+every test starts from the same global random state."""
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +22,16 @@ os.environ.setdefault('MMDIST_COMPILE', '0')
 if os.environ.get('PYTEST_XDIST_WORKER'):
     os.environ['OMP_NUM_THREADS'] = '1'
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def fixed_random_state():
+    """Each test starts with torch's (CPU and CUDA), numpy's and python's global generators
+    seeded: the models it builds and the batches it draws are the same in every run and do
+    not depend on the tests that ran before it."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope='session')

@@ -14,7 +14,7 @@ from torch import nn
 from mmdist.utils import (load_run_config, setup_cpu_distributed, shutdown_distributed,
                           validate_checkpoint)
 from mmdist.utils.checkpoint import CheckpointError, open_checkpoint
-from mmdist.utils.checkpoint_fit import fit_checkpoint, fit_student
+from mmdist.utils.checkpoint_fit import checkpoint_state, fit_model
 from mmdist.utils.launch import explain_collective_timeout
 
 
@@ -49,13 +49,7 @@ def check_checkpoint_fits(model: nn.Module, checkpoint: str) -> None:
     student, from a distillation or a plain student checkpoint), with the same shapes."""
     if is_model_wrapper(model):
         model = model.module
-    loaded = open_checkpoint(checkpoint)
-    state = dict(loaded.get('state_dict', loaded))
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    if hasattr(model, 'student') and hasattr(model, 'teacher'):  # an mmdist distiller
-        fit, tested = fit_student(model, state), f'the student of {type(model).__name__}'
-    else:
-        fit, tested = fit_checkpoint(model.state_dict(), state), type(model).__name__
+    fit, tested = fit_model(model, checkpoint_state(open_checkpoint(checkpoint)))
     if fit.missing or fit.mismatched:
         raise CheckpointError(f'checkpoint: {checkpoint!r} does not fit the model to test '
                               f'({tested}): {fit.describe()}')

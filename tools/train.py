@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 from mmdist.utils import (add_training_hooks, load_run_config, setup_cpu_distributed,
                           shutdown_distributed, validate_run_checkpoints)
 from mmdist.utils.launch import explain_collective_timeout, prepare_exact_resume
+from mmdist.utils.run_checkpoint import check_resume, check_run_checkpoint_fits
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -78,11 +79,13 @@ def build_runner(argv: Optional[List[str]] = None) -> Runner:
 
     add_training_hooks(cfg)
     validate_run_checkpoints(cfg)
+    check_resume(cfg)
     prepare_exact_resume(cfg)
     setup_cpu_distributed(cfg)
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    # The model is built, nothing is loaded into it yet (the runner does that in train()).
+    check_run_checkpoint_fits(runner.model, cfg)
+    return runner
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -11,6 +11,9 @@ random initial weights without an error. Here:
   ``tools/model_converters/export_student.py``) onto its ``student.*`` keys and refuses a
   checkpoint that fits less than :data:`MIN_FIT` of its student
   (:func:`register_student_checkpoint_hook`).
+* :func:`fit_model` compares a checkpoint with what the tools load it into (a distiller's
+  student, or the whole model); :func:`modules_left_at_init` names the modules a partial
+  fit leaves at their initial weights.
 """
 from typing import Dict, List, Mapping, MutableMapping, NamedTuple, Tuple
 
@@ -106,6 +109,48 @@ def fit_student(distiller: nn.Module, state_dict: MutableMapping[str, Tensor],
     student_keys = {key: value for key, value in state_dict.items()
                     if key.startswith(prefix + STUDENT_PREFIX)}
     return fit_checkpoint(student_state(distiller, prefix), student_keys)
+
+
+def is_distiller(model: nn.Module) -> bool:
+    """An mmdist distiller: a ``student`` module and a (hidden) ``teacher``."""
+    return hasattr(model, 'student') and hasattr(model, 'teacher')
+
+
+def checkpoint_state(checkpoint: Mapping) -> Dict[str, Tensor]:
+    """A checkpoint's ``state_dict`` (or the checkpoint itself when it has none), without
+    the ``module.`` prefix of a DDP-wrapped model's keys."""
+    state = checkpoint.get('state_dict', checkpoint)
+    return {key[len('module.'):] if key.startswith('module.') else key: value
+            for key, value in state.items()}
+
+
+def fit_model(model: nn.Module,
+              state_dict: MutableMapping[str, Tensor]) -> Tuple[CheckpointFit, str]:
+    """How ``state_dict`` fits what the tools load into ``model``: of a distiller its
+    student (a plain student checkpoint mapped onto ``student.*``, :func:`fit_student`),
+    else the whole model. Returns the fit and the name of what was compared."""
+    if is_distiller(model):
+        return fit_student(model, state_dict), f'the student of {type(model).__name__}'
+    return fit_checkpoint(model.state_dict(), state_dict), type(model).__name__
+
+
+def modules_left_at_init(fit: CheckpointFit) -> List[str]:
+    """The largest modules none of whose tensors the checkpoint provides (missing or of
+    another shape), e.g. ``['student.backbone.stem', 'student.decode_head']``; a tensor
+    not provided beside provided ones of its module is named itself."""
+    # Every module holding (directly or in a submodule) a tensor the checkpoint provides.
+    provided = set()
+    for key in fit.fitting:
+        parts = key.split('.')[:-1]
+        provided.update('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
+    left = []
+    for key in fit.missing + [key for key, _, _ in fit.mismatched]:
+        parts = key.split('.')
+        name = next(('.'.join(parts[:i]) for i in range(1, len(parts))
+                     if '.'.join(parts[:i]) not in provided), key)
+        if name not in left:
+            left.append(name)
+    return left
 
 
 def _student_checkpoint_pre_hook(module: nn.Module, state_dict: MutableMapping[str, Tensor],

@@ -9,7 +9,7 @@ import numbers
 import os.path as osp
 import weakref
 from datetime import timedelta
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -170,15 +170,35 @@ def add_training_hooks(cfg: Config) -> None:
                   level=logging.WARNING)
 
 
+class RunCheckpoint(NamedTuple):
+    """The checkpoint a training run starts from."""
+    path: str
+    #: how the user gave it, for messages: ``load_from``, ``--resume`` or
+    #: ``--resume (latest checkpoint in WORK_DIR)``
+    key: str
+    resume: bool
+
+
+def find_run_checkpoint(cfg: Config) -> Optional[RunCheckpoint]:
+    """The checkpoint the run will load (``load_from``, or resumed: ``load_from`` or the
+    latest in the work dir); None when it starts from scratch."""
+    if cfg.get('resume', False):
+        if cfg.get('load_from'):
+            return RunCheckpoint(cfg.load_from, '--resume', True)
+        path = find_latest_checkpoint(cfg.work_dir)
+        if path is None:  # no checkpoint yet: mmengine starts from scratch
+            return None
+        return RunCheckpoint(path, f'--resume (latest checkpoint in {cfg.work_dir})', True)
+    if cfg.get('load_from'):
+        return RunCheckpoint(cfg.load_from, 'load_from', False)
+    return None
+
+
 def validate_run_checkpoints(cfg: Config) -> None:
     """Check the checkpoint a run will load (``load_from`` / resume) before it starts."""
-    if cfg.get('resume', False):
-        path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
-        if path is not None:  # no checkpoint yet: mmengine starts from scratch
-            validate_checkpoint(path, '--resume' if cfg.get('load_from') else
-                                f'--resume (latest checkpoint in {cfg.work_dir})')
-    elif cfg.get('load_from'):
-        validate_checkpoint(cfg.load_from, 'load_from')
+    source = find_run_checkpoint(cfg)
+    if source is not None:
+        validate_checkpoint(source.path, source.key)
 
 
 def is_epoch_based(cfg: Config) -> bool:
@@ -206,11 +226,10 @@ def prepare_exact_resume(cfg: Config) -> None:
         print_log('train_dataloader.persistent_workers=True -> False in this epoch-based run: '
                   'data workers restart each epoch from their seeds, so a resumed run '
                   'augments exactly as an uninterrupted one (docs/run_lifecycle.md)', 'current')
-    if not cfg.get('resume', False):
+    source = find_run_checkpoint(cfg)
+    if source is None or not source.resume:
         return
-    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
-    if path is None:
-        return
+    path = source.path
     seed = CheckpointLoader.load_checkpoint(path, map_location='cpu').get('meta', {}).get('seed')
     randomness = dict(cfg.get('randomness', None) or {})
     if seed is not None and randomness.get('seed', None) != seed:

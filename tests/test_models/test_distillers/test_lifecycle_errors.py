@@ -140,6 +140,32 @@ def test_checkpoint_that_does_not_fit_the_student_is_an_error(seg, tmp_path):
         load_checkpoint(model, unrelated, map_location='cpu')
 
 
+@pytest.mark.parametrize('fraction', [0.3, 0.6])
+def test_the_student_fit_rule_at_its_boundary(seg, tmp_path, fraction):
+    """``MIN_FIT`` (50 %): a checkpoint holding 30 % of the student's tensors is refused
+    naming the rule; one holding 60 % loads them (the others keep their weights)."""
+    torch.manual_seed(1)
+    source = {k: v for k, v in build(Config.fromfile(seg['config'])).student.state_dict().items()
+              if not k.endswith('num_batches_tracked')}
+    kept = sorted(source)[:round(fraction * len(source))]
+    partial = str(tmp_path / 'partial.pth')
+    torch.save({'state_dict': {k: source[k] for k in kept}}, partial)
+    torch.manual_seed(2)
+    model = build(Config.fromfile(seg['config']))
+    before = {k: v.clone() for k, v in model.student.state_dict().items()}
+    if fraction < 0.5:
+        with pytest.raises(CheckpointError, match=rf'^the checkpoint loaded into Segmentation'
+                           rf'Distiller .*: {len(kept)} of {len(source)} tensors fit; missing .*'
+                           r'\(at least 50% must\)'):
+            load_checkpoint(model, partial, map_location='cpu')
+        return
+    load_checkpoint(model, partial, map_location='cpu')
+    loaded = model.student.state_dict()
+    assert all(torch.equal(loaded[k], source[k]) for k in kept)
+    assert all(torch.equal(loaded[k], before[k]) for k in source if k not in kept)
+    assert not all(torch.equal(before[k], source[k]) for k in kept)
+
+
 class _TouchMarker:
     """A pickle that runs ``touch MARKER`` when unpickled with full pickle."""
 
