@@ -23,7 +23,7 @@ if REPO_ROOT not in sys.path:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Estimate the cost of a full teacher '
                                      'ladder study from short runs')
-    parser.add_argument('--task', choices=['cls', 'seg'], default='seg')
+    parser.add_argument('--task', choices=['cls', 'cls_paper', 'seg'], default='seg')
     parser.add_argument('--length', type=int, default=None,
                         help='length of each short run in the configs\' unit (default: 1 '
                         'epoch for cls, 40 iterations for seg)')
