@@ -146,7 +146,10 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
                   'student minus the student alone with the same seed; mean ± sample '
                   'standard deviation over seeds. Agreement: the share of held-out images '
                   '(pixels, for segmentation) where student and teacher predict the same '
-                  'class (`faith/agreement` under `mmdist.PairedTestLoop`).', '']
+                  'class (`faith/agreement` under `mmdist.PairedTestLoop`). KL(t‖s): '
+                  'KL(teacher ‖ student) of the predicted class distributions, in nats, '
+                  'averaged over held-out images (pixels) (`faith/kl_teacher_student`).',
+                  '']
         lines += [f'- {line}' for line in findings(summary, methods)]
         lines += ['', '<details><summary>runs</summary>', '', *_run_lines(runs), '',
                   '</details>', '']
