@@ -205,5 +205,33 @@ def _detection_study(name: str, rare: Tuple[int, int], rarity: float) -> Study:
 #: Study D's imbalance (triangle, cross 4x rarer) for detection.
 STUDY_E = _detection_study('E', (2, 3), rarity=4.0)
 
+
+def _layout(name: str, label: str, dense_rows: str, mask_padding: bool) -> Variant:
+    return Variant(name, label, 'det_student_dist.py',
+                   dict(dense_rows=dense_rows, mask_padding=mask_padding))
+
+
+#: The DetectionDistiller's dense row layouts on the demo's detection data and teacher:
+#: one row per anchor (C scores) or per location (A*C scores, the official code's), with
+#: the batch padding masked or kept (the official code keeps it).
+STUDY_F = Study(
+    name='F',
+    title='detection, demo data and teacher: DIST rows per anchor vs per location '
+    '(official), padding masked vs kept (official)',
+    data=DETECTION.data,
+    tiny_data=DETECTION.tiny_data,
+    variants=(_layout('anchor_masked', 'per anchor, padding masked', 'anchor', True),
+              _layout('anchor_kept', 'per anchor, padding kept', 'anchor', False),
+              _layout('location_masked', 'per location, padding masked', 'location', True),
+              _layout('location_kept', 'per location, padding kept (official)', 'location',
+                      False)),
+    columns=(Column('coco/bbox_mAP', 'box AP'), Column('coco/bbox_mAP_50', 'AP50'),
+             Column('coco/bbox_mAP_75', 'AP75'),
+             Column('faith/fidelity_recall', 'fidelity recall'),
+             Column('faith/dece_student', 'D-ECE')),
+    task=DETECTION,
+    teacher_config='det_teacher.py',
+    evaluators=DET_EVALUATORS)
+
 STUDIES: Dict[str, Study] = {study.name: study for study in (STUDY_A, STUDY_B, STUDY_C,
-                                                             STUDY_D, STUDY_E)}
+                                                             STUDY_D, STUDY_E, STUDY_F)}
