@@ -59,10 +59,8 @@ class SegmentationDistiller(BaseDistiller):
                 print_log('model.loss_aux: the teacher has no auxiliary head; the student\'s '
                           'auxiliary logits are compared with the teacher\'s decode logits',
                           'current', level=logging.INFO)
-            self.student_aux, teacher_aux = self._head_pair(
+            self.student_aux, self.teacher_aux = self._head_pair(
                 'auxiliary_head', target, 'model.student.auxiliary_head.num_classes')
-            self.teacher_aux = (self.teacher_decode if target == 'decode_head' else
-                                teacher_aux)
             self.loss_aux = build_loss(loss_aux, 'model.loss_aux', 'softmax',
                                        'the student auxiliary head')
         elif self._head(self.student, 'auxiliary_head', 'model.student') is not None:
@@ -104,7 +102,7 @@ class SegmentationDistiller(BaseDistiller):
         decode = self.teacher_decode.teacher_outputs(feats)
         if self.loss_aux is None:
             return decode, None
-        if self.teacher_aux is self.teacher_decode:
+        if self.teacher_aux.head is self.teacher_decode.head:
             return decode, decode
         return decode, self.teacher_aux.teacher_outputs(feats)
 

@@ -159,11 +159,14 @@ def test_teacher_without_auxiliary_head_is_the_decode_head_for_loss_aux(seg, tmp
                           f"_base_ = [{seg['teacher_cfg']!r}]\n"
                           'model = dict(auxiliary_head=None)\n')
     model, cfg = build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER)
-    assert model.teacher_aux is model.teacher_decode
+    assert model.teacher_aux.head is model.teacher_decode.head
     model.loss_aux = Spy()
     data = batch(model, cfg)
+    calls = []
+    hook = model.teacher.decode_head.register_forward_hook(lambda *args: calls.append(1))
     losses = model(**data, mode='loss')
-    assert 'loss_dist_aux' in losses
+    hook.remove()
+    assert 'loss_dist_aux' in losses and calls == [1]  # the decode head runs once
     s_rows, t_rows, weight = model.loss_aux.calls[0]
     with torch.no_grad():
         t_logits = model.teacher.decode_head(model.teacher.extract_feat(data['inputs']))
