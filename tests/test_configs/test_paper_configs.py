@@ -162,6 +162,12 @@ NOT_PAPER = {
         'mmseg protocol',
     'dist_seg/dist-cutmix_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-512x1024.py':
         'CutMix extension',
+    'dist_seg/dist_segformer-mit-b5_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py':
+        'transformer teacher, no paper number',
+    'dist_seg/dist_segformer-mit-b5_segformer-mit-b0_8xb1-160k_cityscapes-1024x1024.py':
+        'transformer pair, no paper number',
+    'dist_seg/dist_mask2former-swin-b_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py':
+        'Mask2Former teacher, no paper number',
 }
 
 
