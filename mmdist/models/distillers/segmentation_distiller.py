@@ -27,7 +27,7 @@ class SegmentationDistiller(BaseDistiller):
     for SegFormer), (N, C, h, w) -> (N*h*w, C); teacher logits of another size are resized
     to it. Pixels whose (nearest-downsampled) label is the student decode head's
     ``ignore_index`` - which includes the batch padding, filled with ``seg_pad_val=255``
-    - are left out. The teacher heads' logits come from the units of
+    - are left out (``mask_ignored``). The teacher heads' logits come from the units of
     :mod:`~mmdist.models.distillers.seg_head_logits` (``conv_seg`` classifiers resized
     bilinearly; Mask2Former's semantic map as log-probabilities).
 
@@ -36,13 +36,19 @@ class SegmentationDistiller(BaseDistiller):
         teacher_cfg, teacher_ckpt: the teacher (see :class:`BaseDistiller`).
         loss_decode: loss on the decode-head logits (``loss_dist_decode``).
         loss_aux: loss on the student's auxiliary-head logits (``loss_dist_aux``), or None.
+        mask_ignored: weight 0 for pixels labelled ``ignore_index`` (and the batch
+            padding); ``False`` compares every pixel, as the official DIST code does.
         **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
     def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
                  loss_decode: dict = dict(type='mmdist.DISTLoss'),
-                 loss_aux: Optional[dict] = None, **kwargs) -> None:
+                 loss_aux: Optional[dict] = None, mask_ignored: bool = True,
+                 **kwargs) -> None:
+        if not isinstance(mask_ignored, bool):
+            raise TypeError(f'model.mask_ignored: expected True or False, got {mask_ignored!r}')
         super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
+        self.mask_ignored = mask_ignored
         self.student_decode, self.teacher_decode = self._head_pair(
             'decode_head', 'decode_head', 'model.student.decode_head.num_classes')
         self.loss_decode = build_loss(loss_decode, 'model.loss_decode', 'softmax',
@@ -145,10 +151,10 @@ class SegmentationDistiller(BaseDistiller):
     def _pixel_loss(self, loss: nn.Module, student_logits: Tensor, student_unit, teacher_unit,
                     teacher_outputs, data_samples: List) -> Tensor:
         """``loss`` on (pixels, C) rows of the student's (N, C, h, w) logits and the
-        teacher's logits at the same (h, w), ignored pixels weighted 0."""
+        teacher's logits at the same (h, w), ignored pixels weighted 0 (``mask_ignored``)."""
         size = student_logits.shape[-2:]
         with torch.no_grad():
             teacher_logits = teacher_unit.logits(teacher_outputs, size,
                                                  student_unit.head.align_corners)
-        valid = self._valid_pixels(data_samples, size)
+        valid = self._valid_pixels(data_samples, size) if self.mask_ignored else None
         return loss(dense_to_rows(student_logits), dense_to_rows(teacher_logits), valid)

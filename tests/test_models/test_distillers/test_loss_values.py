@@ -415,15 +415,16 @@ def seg_raw_batch(cfg):
     return raw
 
 
-def pixel_rows(logits, labels):
+def pixel_rows(logits, labels, every_pixel=False):
     """(N, C, h, w) logits (tensor or array) -> (valid pixels, C) rows, valid = the label
-    at the logit's pixel (nearest downsampling of the (N, H, W) labels) is not 255."""
+    at the logit's pixel (nearest downsampling of the (N, H, W) labels) is not 255 (all
+    pixels with ``every_pixel``)."""
     z = logits.detach().double().numpy() if torch.is_tensor(logits) else np.asarray(logits)
     n, num_classes, h, w = z.shape
     height, width = labels.shape[-2:]
     picked = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
     rows = z.transpose(0, 2, 3, 1).reshape(-1, num_classes)
-    return rows[picked.reshape(-1) != 255]
+    return rows if every_pixel else rows[picked.reshape(-1) != 255]
 
 
 def bilinear_reference(z: np.ndarray, size) -> np.ndarray:
@@ -467,12 +468,15 @@ def seg_run(pair, **overrides):
     return losses, student_logits, teacher, teacher_data['inputs'], labels
 
 
+@pytest.mark.parametrize('mask_ignored', [True, False])
 @pytest.mark.parametrize('fuse', [False, True])
-def test_segmentation_decode_and_aux_loss_values(seg, fuse):
+def test_segmentation_decode_and_aux_loss_values(seg, fuse, mask_ignored):
     """PSPNet student, DeepLabV3 teacher, FCN auxiliary heads: loss_dist_decode =
     DIST (softmax) of the decode heads' logits, loss_dist_aux = 0.4 * DIST of the
-    auxiliary heads' logits, on the pixels whose label is not 255."""
-    losses, student, teacher, inputs, labels = seg_run(seg, teacher_fuse_conv_bn=fuse)
+    auxiliary heads' logits, on the pixels whose label is not 255 (``mask_ignored``), or
+    on every pixel of the padded batch (the shipped 40k config, as the official code)."""
+    losses, student, teacher, inputs, labels = seg_run(seg, teacher_fuse_conv_bn=fuse,
+                                                       mask_ignored=mask_ignored)
     with torch.no_grad():
         feats = teacher.extract_feat(inputs)
         teacher_decode = teacher.decode_head(feats)
@@ -481,8 +485,10 @@ def test_segmentation_decode_and_aux_loss_values(seg, fuse):
             ('loss_dist_decode', 1.0, student['decode'], teacher_decode),
             ('loss_dist_aux', 0.4, student['aux'], teacher_aux)):
         assert student_logits.shape == teacher_logits.shape == (2, 19, 4, 8)
-        s_rows, t_rows = pixel_rows(student_logits, labels), pixel_rows(teacher_logits, labels)
-        assert 32 < len(s_rows) < 64  # ignored bands and padding are left out
+        s_rows, t_rows = (pixel_rows(logits, labels, every_pixel=not mask_ignored)
+                          for logits in (student_logits, teacher_logits))
+        # Ignored bands and padding are left out, or all 64 pixels are compared.
+        assert (32 < len(s_rows) < 64) if mask_ignored else len(s_rows) == 64
         expected = weight * dist_reference(s_rows, t_rows, 'softmax')
         rel_close(losses[key].item(), expected)
 

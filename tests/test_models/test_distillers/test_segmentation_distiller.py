@@ -82,8 +82,9 @@ def test_losses_finite_teacher_frozen(seg, transformer_configs, shipped):
 
 
 def test_ignored_pixels_are_left_out(seg):
-    """Mask = label != 255 after nearest downsampling, checked against numpy indexing."""
-    model, cfg = build(seg['config'])
+    """Mask = label != 255 after nearest downsampling, checked against numpy indexing;
+    no weights (every pixel) with mask_ignored=False."""
+    model, cfg = build(seg['config'], mask_ignored=True)
     model.loss_decode = Spy()
     model.loss_aux = Spy()
     data = batch(model, cfg)
@@ -103,6 +104,9 @@ def test_ignored_pixels_are_left_out(seg):
     rows = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
     np.testing.assert_array_equal(model._valid_pixels(data['data_samples'], (h, w)).numpy(),
                                   (rows != 255).reshape(-1).astype(np.float32))
+    model.mask_ignored = False
+    model(**data, mode='loss')
+    assert model.loss_decode.calls[1][2] is None and model.loss_aux.calls[1][2] is None
 
 
 def test_teacher_logits_resized_to_student_resolution(seg, tmp_path):
@@ -150,6 +154,8 @@ def test_config_errors(seg, tmp_path):
                           "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)))\n")
     with pytest.raises(ValueError, match='out_channels=1'):
         build(seg['config'], teacher_cfg=binary, teacher_ckpt=RANDOM_TEACHER)
+    with pytest.raises(TypeError, match='model.mask_ignored: expected True or False'):
+        build(seg['config'], teacher_ckpt=RANDOM_TEACHER, mask_ignored='yes')
 
 
 def test_teacher_without_auxiliary_head_is_the_decode_head_for_loss_aux(seg, tmp_path):
