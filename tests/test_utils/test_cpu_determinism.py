@@ -2,12 +2,13 @@
 """The pinned CPU code paths: the same bits under every cap that emulates another CPU
 (a reduced ``tools/analysis_tools/cpu_determinism_check.py``), the in-process settings and
 their restoration, the re-execution with the pinned environment."""
-import importlib.util
 import os
 import os.path as osp
 import platform
+import runpy
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,12 +19,10 @@ from mmdist.utils.cpu_determinism import (INDUCTOR_SIMDLEN, PINNED_ENV, current_
                                           pinned_torch)
 
 
-def _load_check():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'cpu_determinism_check.py')
-    spec = importlib.util.spec_from_file_location('cpu_determinism_check', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load_check() -> SimpleNamespace:
+    """``tools/analysis_tools/cpu_determinism_check.py``'s functions and combinations."""
+    return SimpleNamespace(**runpy.run_path(
+        osp.join(ROOT, 'tools', 'analysis_tools', 'cpu_determinism_check.py')))
 
 
 def _has_avx2() -> bool:

@@ -1,22 +1,26 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """Bit-level effect of each CPU setting, and whether the pinned runs agree.
 
-    python tools/analysis_tools/cpu_determinism_check.py [--train det seg] [--iters 3]
-        [--combos NAME ...] [--json OUT]
+    python tools/analysis_tools/cpu_determinism_check.py [--combos NAME ...] [--eager]
+        [--train det seg [--no-ops] [--roles student dist] [--iters 3]] [--json OUT]
 
 Each combination of settings (:data:`COMBOS`) runs in a fresh process (the libraries
-read their settings when they load) and hashes the float32 outputs of the operations a
-training step uses: convolution forward and backward, softmax / log-softmax, GELU,
-sigmoid, matrix products, batch norm, bilinear resize, the DIST loss through
-``torch.compile``, and with ``--train`` the model weights after ``--iters`` training
-iterations of the demo's students (tiny synthetic data, ``tools/train.py``'s runner).
+read their settings when they load) with an inductor cache of its own, and hashes the
+float32 outputs of the operations a training step uses: convolution forward and
+backward, softmax / log-softmax, GELU, sigmoid, matrix products, batch norm, bilinear
+resize, cross-entropy, the DIST loss through ``torch.compile`` (``--eager``: without);
+with ``--train``, the synthetic data and the model weights after ``--iters`` training
+iterations of the demo's students (tiny data, ``tools/train.py``'s runner), and the
+median CPU seconds per iteration.
 
-One CPU emulates others: a further cap imposed on top of the pinning (a lower oneDNN or
-MKL instruction set, another compiler target for ``torch.compile``, numpy and OpenCV
-without AVX-512) changes what the libraries would pick on a CPU that lacks those
+One CPU emulates others: a further cap imposed on top of the pinning (oneDNN and MKL
+limited to SSE4, ``torch.compile``'s C++ built for an AVX2-only CPU, numpy and OpenCV
+without AVX-512) makes the libraries pick what they would on a CPU that lacks those
 instructions; a pinned run must give the same bits under all of them. The table shows
-the first 8 hex digits of each sha256 and, per combination, which outputs differ from
-its reference (``host`` for the unpinned group, ``pinned`` for the pinned one).
+the first 8 hex digits of each sha256 (``=``: the same as the group's reference) and,
+per combination, which outputs differ from its reference (``host``: nothing set,
+``three``: the three instruction-set variables, ``pinned``). Results on one machine:
+docs/demo.md.
 """
 import argparse
 import hashlib
