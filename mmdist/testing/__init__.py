@@ -37,10 +37,48 @@ def tiny_fpn(base_channels: int, out_channels: int) -> dict:
                 out_channels=out_channels)
 
 
-def tiny_retinanet(base_channels: int, width: int) -> dict:
+def tiny_retinanet(base_channels: int, width: int, **head) -> dict:
+    """Overrides of a stock ResNet-FPN dense detector (RetinaNet, ATSS, GFL, FCOS); ``head``:
+    more settings of its ``bbox_head``."""
     return dict(backbone=tiny_resnet(base_channels), neck=tiny_fpn(base_channels, width),
                 bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
-                               feat_channels=width, stacked_convs=1))
+                               feat_channels=width, stacked_convs=1, **head))
+
+
+#: GroupNorm for the narrow heads of tiny ATSS / GFL / FCOS models (stock: 32 groups).
+TINY_GN = dict(norm_cfg=dict(type='GN', num_groups=4, requires_grad=True))
+
+
+def _csp_levels(widen_factor: float) -> list:
+    """Channels of the P3-P5 outputs of a CSPNeXt / CSPDarknet (P5 arch) backbone."""
+    return [int(c * widen_factor) for c in (256, 512, 1024)]
+
+
+#: BatchNorm for the tiny CSP models (the stock RTMDet configs use SyncBN).
+_BN = dict(type='BN', momentum=0.03, eps=0.001)
+
+
+def tiny_rtmdet(widen_factor: float, width: int) -> dict:
+    """Overrides of a stock RTMDet model: CSPNeXt of ``widen_factor`` (1 block per stage),
+    a CSPNeXtPAFPN and RTMDetSepBNHead of ``width`` channels, BatchNorm, no pretrained
+    weights."""
+    return dict(backbone=dict(deepen_factor=0.167, widen_factor=widen_factor, norm_cfg=_BN,
+                              init_cfg=None),
+                neck=dict(in_channels=_csp_levels(widen_factor), out_channels=width,
+                          num_csp_blocks=1, norm_cfg=_BN),
+                bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
+                               feat_channels=width, norm_cfg=_BN))
+
+
+def tiny_yolox(widen_factor: float, width: int) -> dict:
+    """Overrides of a stock YOLOX model: CSPDarknet of ``widen_factor``, a YOLOXPAFPN and
+    YOLOXHead of ``width`` channels, no batch resizing."""
+    return dict(data_preprocessor=dict(batch_augments=None),
+                backbone=dict(deepen_factor=0.33, widen_factor=widen_factor),
+                neck=dict(in_channels=_csp_levels(widen_factor), out_channels=width,
+                          num_csp_blocks=1),
+                bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
+                               feat_channels=width))
 
 
 def tiny_two_stage(cfg: Config, base_channels: int, width: int) -> None:
@@ -125,12 +163,15 @@ def write_config(path: str, text: str) -> str:
 
 
 def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
-                            scope: str = 'mmdet') -> str:
-    """Build the teacher config's model with a fixed seed and save a plain checkpoint."""
+                            scope: str = 'mmdet', init_weights: bool = True) -> str:
+    """Build the teacher config's model with a fixed seed and save a plain checkpoint;
+    ``init_weights=False`` keeps PyTorch's initialisation (class logits that vary, where
+    mmdet's initialises dense classifiers to a near-constant prior)."""
     cfg = Config.fromfile(teacher_cfg)
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
-    model.init_weights()
+    if init_weights:
+        model.init_weights()
     torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
     return path

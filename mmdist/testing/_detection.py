@@ -5,21 +5,23 @@ Each helper writes config files into a temporary folder; test configs ``_base_``
 shipped distillation config and override only sizes, data paths and the schedule.
 """
 import os.path as osp
-from typing import Dict
+from typing import Dict, Optional
 
 from mmengine.config import Config
 
 from mmdist.datasets import SHAPE_CLASSES
-from mmdist.testing import (save_teacher_checkpoint, shipped_config_dir, tiny_retinanet,
-                            tiny_two_stage, write_config)
+from mmdist.testing import (TINY_GN, save_teacher_checkpoint, shipped_config_dir,
+                            tiny_retinanet, tiny_rtmdet, tiny_two_stage, write_config)
 
 DET_CONFIGS = shipped_config_dir('dist_det')
 IMG_SIZE = 64
 
 
-def data_overrides(coco_root: str, batch_size: int = 2) -> str:
-    """Config text pointing the stock COCO dataloaders at the synthetic dataset."""
-    return f'''
+def data_overrides(coco_root: str, batch_size: int = 2, validate: bool = True) -> str:
+    """Config text pointing the stock COCO dataloaders at the synthetic dataset;
+    ``validate=False`` for configs without validation (the demo's): test only."""
+    held_out = 'val' if validate else 'test'
+    text = f'''
 classes = {SHAPE_CLASSES!r}
 data_root = {coco_root + "/"!r}
 train_pipeline = [
@@ -41,33 +43,62 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
                  ann_file='annotations/instances_train.json',
                  data_prefix=dict(img='images/train/'), pipeline=train_pipeline))
-val_dataloader = dict(
+{held_out}_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
                  ann_file='annotations/instances_val.json',
                  data_prefix=dict(img='images/val/'), pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+{held_out}_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0)
 '''
+    if validate:
+        text += 'test_dataloader = val_dataloader\ntest_evaluator = val_evaluator\n'
+    return text
+
+
+#: Shipped dense configs shrunk for tests: name -> (shipped config, tiny student overrides,
+#: the teacher's stock config, tiny teacher overrides).
+DENSE_PAIRS = {
+    'retinanet': ('dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py',
+                  tiny_retinanet(8, 16), 'mmdet::retinanet/retinanet_r50_fpn_2x_coco.py',
+                  tiny_retinanet(16, 32)),
+    'rtmdet': ('dist_rtmdet-l_rtmdet-s_8xb32-300e_coco.py', tiny_rtmdet(0.0625, 16),
+               'mmdet::rtmdet/rtmdet_l_8xb32-300e_coco.py', tiny_rtmdet(0.125, 32)),
+    'crosshead_gfl_retinanet': (
+        'dist-crosshead_gfl-r101_retinanet-r50_fpn_2x_coco.py', tiny_retinanet(8, 16),
+        'mmdet::gfl/gfl_r101_fpn_ms-2x_coco.py', tiny_retinanet(16, 32, **TINY_GN)),
+    'crosshead_rtmdet_atss': (
+        'dist-crosshead_rtmdet-l_atss-r50_fpn_1x_coco.py', tiny_retinanet(8, 16, **TINY_GN),
+        'mmdet::rtmdet/rtmdet_l_8xb32-300e_coco.py', tiny_rtmdet(0.125, 32)),
+}
+
+
+def write_dense_configs(tmp: str, coco_root: str, pair: str,
+                        teacher_model: Optional[dict] = None,
+                        teacher_init: bool = True) -> Dict[str, str]:
+    """A tiny teacher config + checkpoint and a test config inheriting the shipped config
+    of :data:`DENSE_PAIRS` ``pair``, both shrunk; ``teacher_model``: more teacher overrides
+    (e.g. its data preprocessor); ``teacher_init``: see :func:`save_teacher_checkpoint`."""
+    shipped, student, teacher_base, teacher = DENSE_PAIRS[pair]
+    teacher = dict(teacher, **(teacher_model or {}))
+    teacher_cfg = write_config(osp.join(tmp, f'teacher_{pair}.py'),
+                               f'_base_ = [{teacher_base!r}]\nmodel = {teacher!r}\n')
+    teacher_ckpt = save_teacher_checkpoint(teacher_cfg, osp.join(tmp, f'teacher_{pair}.pth'),
+                                           init_weights=teacher_init)
+    cfg = write_config(
+        osp.join(tmp, f'dist_{pair}_tiny.py'),
+        f'_base_ = [{osp.join(DET_CONFIGS, shipped)!r}]\n'
+        f'model = dict(student={student!r}, teacher_cfg={teacher_cfg!r}, '
+        f'teacher_ckpt={teacher_ckpt!r})\n' + data_overrides(coco_root))
+    return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
 
 
 def write_retinanet_configs(tmp: str, coco_root: str) -> Dict[str, str]:
-    """Tiny teacher config + checkpoint and a test config inheriting the shipped one."""
-    teacher_cfg = write_config(
-        osp.join(tmp, 'teacher_retinanet.py'),
-        "_base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py']\n"
-        f'model = {tiny_retinanet(16, 32)!r}\n')
-    teacher_ckpt = save_teacher_checkpoint(teacher_cfg, osp.join(tmp, 'teacher_retinanet.pth'))
-    cfg = write_config(
-        osp.join(tmp, 'dist_retinanet_tiny.py'),
-        f"_base_ = [{osp.join(DET_CONFIGS, 'dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py')!r}]\n"
-        f'model = dict(student={tiny_retinanet(8, 16)!r}, teacher_cfg={teacher_cfg!r}, '
-        f'teacher_ckpt={teacher_ckpt!r})\n' + data_overrides(coco_root))
-    return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+    """Tiny teacher config + checkpoint and a test config inheriting the shipped RetinaNet
+    config."""
+    return write_dense_configs(tmp, coco_root, 'retinanet')
 
 
 def write_faster_rcnn_configs(tmp: str, coco_root: str) -> Dict[str, str]:

@@ -157,6 +157,11 @@ NOT_PAPER = {
         'no paper number',
     'dist_det/dist_atss-r101_atss-r50_fpn_1x_coco.py': 'no paper number',
     'dist_det/dist_gfl-r101_gfl-r50_fpn_ms-2x_coco.py': 'no paper number',
+    'dist_det/dist_rtmdet-l_rtmdet-s_8xb32-300e_coco.py': 'no paper number (RTMDet)',
+    'dist_det/dist-crosshead_gfl-r101_retinanet-r50_fpn_2x_coco.py':
+        'cross-head extension, no paper number',
+    'dist_det/dist-crosshead_rtmdet-l_atss-r50_fpn_1x_coco.py':
+        'cross-head extension, no paper number',
     'dist_seg/dist_deeplabv3-r101-d8_deeplabv3-r18-d8_4xb2-80k_cityscapes-512x1024.py':
         'mmseg protocol',
     'dist_seg/dist_deeplabv3-r101-d8_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py':

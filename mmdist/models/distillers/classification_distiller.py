@@ -107,6 +107,9 @@ class ClassificationDistiller(BaseDistiller):
                                       'model.student.head')
         return dict(loss_dist_cls=self.loss_cls(student_logits, teacher_logits))
 
+    def distill_loss_names(self) -> List[str]:
+        return ['loss_dist_cls']
+
     @staticmethod
     def _logits(output, head: ClsHead, key: str) -> Tensor:
         """Check that a head produced an (N, num_classes) tensor and return it."""

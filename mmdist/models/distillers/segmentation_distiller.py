@@ -124,6 +124,9 @@ class SegmentationDistiller(BaseDistiller):
         return self.logit_losses(records['decode'].output, teacher_outputs[0], student_aux,
                                  teacher_outputs[1], data_samples)
 
+    def distill_loss_names(self) -> List[str]:
+        return ['loss_dist_decode'] + (['loss_dist_aux'] if self.loss_aux is not None else [])
+
     def logit_losses(self, student_decode: Tensor, teacher_decode,
                      student_aux: Optional[Tensor], teacher_aux,
                      data_samples: List) -> Dict[str, Tensor]:

@@ -204,12 +204,11 @@ def test_padding_rows_are_left_out(retina, dense_rows):
             seen.append((tuple(s_rows.shape), weight, groups))
             return s_rows.sum() * 0
 
-    model.loss_cls = Spy()
+    rows = model.unit.rows
     # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
     sizes = [8, 4, 2, 1, 1]
     logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((40, 24))])
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((40, 24))])
     (shape, weight, groups), = seen
     rows_per_cell = 9 // per_row
     assert groups == [2 * n * n * rows_per_cell for n in sizes]
@@ -223,14 +222,12 @@ def test_padding_rows_are_left_out(retina, dense_rows):
         assert level_weight[full:].sum() == valid, level
     # No padding at all: no weights.
     seen.clear()
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((64, 64))])
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((64, 64))])
     assert seen[0][1] is None
     # Padding kept (the official code's choice): no weights either.
     seen.clear()
-    model.mask_padding = False
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((40, 24))])
+    rows.mask_padding = False
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((40, 24))])
     assert seen[0][1] is None and seen[0][2] == groups
 
 
@@ -239,7 +236,7 @@ def test_location_rows_hold_all_anchors_of_a_cell(retina):
     at that cell, in channel order (anchor-major), as the official code reshapes them."""
     model, _ = build(retina['config'], dense_rows='location')
     maps = [torch.randn(2, 9 * 4, n, n) for n in [8, 4, 2, 1, 1]]
-    rows = model._dense_rows(maps)
+    rows = model.unit.rows.rows(maps)
     expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 36) for m in maps])
     assert torch.equal(rows, expected)
 
@@ -253,7 +250,8 @@ def test_grouped_dense_loss_equals_one_call_per_level(retina):
     s_logits = [torch.randn(2, 9 * 4, n, n, requires_grad=True) for n in sizes]
     t_logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
     samples = [_Sample((64, 64)), _Sample((40, 24))]
-    grouped = model._dense_loss(s_logits, model._dense_rows(t_logits), samples)
+    rows = model.unit.rows
+    grouped = rows.loss(model.loss_cls, s_logits, rows.rows(t_logits), samples)
     grouped_grads = torch.autograd.grad(grouped, s_logits)
     reference = 0
     for n, stride, s_map, t_map in zip(sizes, [8, 16, 32, 64, 128], s_logits, t_logits):
@@ -350,7 +348,8 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
         (dict(bbox_head=dict(num_classes=5)), 'num_classes'),
         (dict(bbox_head=dict(anchor_generator=dict(scales_per_octave=2))),
          'anchors per location'),
-        (dict(bbox_head=dict(anchor_generator=dict(strides=[4, 8, 16, 32, 64]))), 'strides'),
+        (dict(bbox_head=dict(anchor_generator=dict(strides=[6, 12, 24, 48, 96]))),
+         'share no FPN stride'),
     ]
     for i, (teacher_override, message) in enumerate(cases):
         path = write_config(str(tmp_path / f'bad_teacher_{i}.py'),

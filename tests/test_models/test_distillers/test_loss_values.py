@@ -153,7 +153,7 @@ def det_raw_batch(cfg):
     batch (padded to 64 x 64) has padding rows at every FPN level."""
     init_default_scope('mmdet')
     from mmdet.registry import DATASETS
-    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    dataset = DATASETS.build((cfg.val_dataloader or cfg.test_dataloader).dataset)
     raw = pseudo_collate([dataset[0], dataset[1]])
     raw['inputs'][1] = raw['inputs'][1][:, :40, :48].contiguous()
     sample = raw['data_samples'][1]
@@ -605,3 +605,200 @@ def test_classification_loss_value(cls):
     assert cfg.model.loss_cls.loss_weight == 2.0
     expected = dist_reference(seen['fc'][1].detach().numpy(), teacher_logits.numpy(), 'softmax')
     rel_close(losses['loss_dist_cls'].item(), 2.0 * expected)
+
+
+# --------------------------------------------------------------------- detection: RTMDet,
+# YOLOX and cross-head distillation
+def all_calls(module):
+    """A forward hook keeping the first positional input of every call of ``module`` (a
+    classifier shared by the FPN levels runs once per level); returns (inputs, handle)."""
+    inputs = []
+    handle = module.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    return inputs, handle
+
+
+def conv2d_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """A stride-1 'same' convolution (odd kernel, zero padding) written out in numpy:
+    (N, C_in, H, W), (C_out, C_in, k, k), (C_out,) -> (N, C_out, H, W)."""
+    k = weight.shape[-1]
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    height, width = x.shape[-2:]
+    out = np.zeros((x.shape[0], weight.shape[0], height, width))
+    for dy in range(k):
+        for dx in range(k):
+            out += np.einsum('oc,nchw->nohw', weight[:, :, dy, dx],
+                             xp[:, :, dy:dy + height, dx:dx + width])
+    return out + bias[None, :, None, None]
+
+
+def dense_value_pair(tmp_path_factory, coco_root, pair, preprocessor):
+    """A shrunk shipped config of ``pair`` whose teacher normalises with ``preprocessor``,
+    its checkpoint with PyTorch's initialisation and random BatchNorm statistics."""
+    from mmdist.testing._detection import write_dense_configs
+    tmp = str(tmp_path_factory.mktemp(pair))
+    paths = write_dense_configs(tmp, coco_root, pair,
+                                dict(data_preprocessor=preprocessor))
+    save_checkpoint(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet')
+    return paths
+
+
+#: A DIST setting unlike the default, for the new paths.
+LOSS_SETTING = dict(tau=1.5, inter_loss_weight=0.5, intra_loss_weight=2.0, loss_weight=1.5)
+
+
+def dist_settings_reference(s_levels, t_levels) -> float:
+    return LOSS_SETTING['loss_weight'] * sum(
+        dist_reference(s, t, 'sigmoid', tau=LOSS_SETTING['tau'],
+                       inter_weight=LOSS_SETTING['inter_loss_weight'],
+                       intra_weight=LOSS_SETTING['intra_loss_weight'])
+        for s, t in zip(s_levels, t_levels, strict=True))
+
+
+def plain_teacher_feats(paths, raw):
+    teacher = plain_model(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet')
+    with torch.no_grad():
+        return teacher, teacher.extract_feat(teacher.data_preprocessor(copy.deepcopy(raw),
+                                                                       False)['inputs'])
+
+
+@pytest.fixture(scope='module')
+def rtmdet(tmp_path_factory, coco_root):
+    # BGR -> RGB and other constants: unlike the RTMDet student's BGR normalisation.
+    return dense_value_pair(tmp_path_factory, coco_root, 'rtmdet',
+                            dict(type='DetDataPreprocessor', bgr_to_rgb=True, **TEACHER_NORM))
+
+
+@pytest.mark.parametrize('fuse', [False, True])
+def test_rtmdet_loss_value(rtmdet, fuse):
+    """RTMDet-s student, RTMDet-l teacher (RTMDetSepBNHead: per-level class convs with
+    shared conv weights and per-level BatchNorms), the shipped config shrunk:
+    loss_dist_cls = DIST of the student's class logits and the plain mmdet teacher's
+    (its full head forward), rows of the levels of stride 8, 16, 32 without padding."""
+    model, cfg = build_distiller(rtmdet['config'], 'mmdet', teacher_fuse_conv_bn=fuse,
+                                 loss_cls=LOSS_SETTING)
+    raw = det_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    with Outputs(head=model.student.bbox_head) as seen:
+        losses = model(**data, mode='loss')
+    teacher, feats = plain_teacher_feats(rtmdet, raw)
+    assert type(teacher.bbox_head).__name__ == 'RTMDetSepBNHead'
+    with torch.no_grad():
+        teacher_maps = teacher.bbox_head(feats)[0]
+    shapes = [(64, 64), (40, 48)]
+    s_levels = anchor_rows(seen['head'][1][0], 6, [8, 16, 32], shapes)
+    t_levels = anchor_rows(teacher_maps, 6, [8, 16, 32], shapes)
+    assert [len(rows) for rows in s_levels] == [8 * 8 + 5 * 6, 4 * 4 + 3 * 3, 2 * 2 + 2 * 2]
+    rel_close(losses['loss_dist_cls'].item(), dist_settings_reference(s_levels, t_levels))
+
+
+@pytest.fixture(scope='module')
+def yolox(tmp_path_factory, coco_root):
+    """The demo's YOLOX distillation config (no shipped COCO one) on the test data, its
+    teacher with its own normalisation."""
+    from mmdist.testing import shipped_config_dir
+    tmp = str(tmp_path_factory.mktemp('yolox_values'))
+    demo = shipped_config_dir('demo')
+    preprocessor = dict(type='DetDataPreprocessor', bgr_to_rgb=True, pad_size_divisor=32,
+                        **TEACHER_NORM)
+    teacher_cfg = write_config(
+        osp.join(tmp, 'teacher.py'),
+        f"_base_ = [{osp.join(demo, 'det_yolox_teacher.py')!r}]\n"
+        f'model = dict(data_preprocessor={preprocessor!r})\n')
+    teacher_ckpt = save_checkpoint(teacher_cfg, osp.join(tmp, 'teacher.pth'), 'mmdet')
+    config = write_config(
+        osp.join(tmp, 'dist.py'),
+        f"_base_ = [{osp.join(demo, 'det_yolox_student_dist.py')!r}]\n"
+        f'model = dict(teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
+        det_data(coco_root, validate=False))
+    return dict(config=config, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+def yolox_joint_logit(cls_score, objectness) -> np.ndarray:
+    """logit(sigmoid(cls) * sigmoid(obj)) in float64."""
+    p = special.expit(cls_score.detach().double().numpy()) * special.expit(
+        objectness.detach().double().numpy())
+    return np.log(p) - np.log1p(-p)
+
+
+@pytest.mark.parametrize('score', ['joint', 'class'])
+def test_yolox_loss_value(yolox, score):
+    """YOLOX student and teacher: loss_dist_cls = DIST of the joint scores
+    sigmoid(cls) * sigmoid(obj) (``score='joint'``) or of the class logits alone
+    (``'class'``) of the student and of the plain mmdet teacher, padding rows left out."""
+    model, cfg = build_distiller(yolox['config'], 'mmdet', loss_cls=LOSS_SETTING, score=score)
+    raw = det_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    with Outputs(head=model.student.bbox_head) as seen:
+        losses = model(**data, mode='loss')
+    s_cls, _, s_obj = seen['head'][1]
+    teacher, feats = plain_teacher_feats(yolox, raw)
+    with torch.no_grad():
+        t_cls, _, t_obj = teacher.bbox_head(feats)
+    if score == 'joint':
+        s_maps = [torch.from_numpy(yolox_joint_logit(c, o)) for c, o in zip(s_cls, s_obj)]
+        t_maps = [torch.from_numpy(yolox_joint_logit(c, o)) for c, o in zip(t_cls, t_obj)]
+    else:
+        s_maps, t_maps = s_cls, t_cls
+    shapes = [(64, 64), (40, 48)]
+    expected = dist_settings_reference(anchor_rows(s_maps, 6, [8, 16, 32], shapes),
+                                       anchor_rows(t_maps, 6, [8, 16, 32], shapes))
+    rel_close(losses['loss_dist_cls'].item(), expected)
+
+
+@pytest.fixture(scope='module')
+def crosshead(tmp_path_factory, coco_root):
+    preprocessor = dict(type='DetDataPreprocessor', bgr_to_rgb=False, pad_size_divisor=32,
+                        **TEACHER_NORM)
+    return {pair: dense_value_pair(tmp_path_factory, coco_root, pair, preprocessor)
+            for pair in ('crosshead_gfl_retinanet', 'crosshead_rtmdet_atss')}
+
+
+#: pair -> (student classifier, the teacher's classifier of a level, paired student
+#: levels, paired teacher levels, strides).
+CROSS = {
+    'crosshead_gfl_retinanet': ('retina_cls', lambda head, level: head.gfl_cls,
+                                [0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [8, 16, 32, 64, 128]),
+    'crosshead_rtmdet_atss': ('atss_cls', lambda head, level: head.rtm_cls[level],
+                              [0, 1, 2], [0, 1, 2], [8, 16, 32]),
+}
+
+
+@pytest.mark.parametrize('pair', list(CROSS))
+def test_cross_head_loss_value(crosshead, pair):
+    """Cross-head DIST, the shipped configs shrunk: GFL teacher -> RetinaNet student (9
+    anchors vs 1 prior per location, 5 levels), RTMDet teacher (per-level 1x1 classifiers,
+    3 levels) -> ATSS student (5 levels: strides 64, 128 unpaired). Written out: the
+    student's classifier inputs (its class-branch features), the 1x1 adapter (16 -> 32
+    channels, the distiller's own weights) and the plain mmdet teacher's classifier conv of
+    the paired level in numpy, against the plain teacher's own class logits; DIST of their
+    rows without padding, summed over the paired levels."""
+    classifier, teacher_classifier, s_levels, t_levels, strides = CROSS[pair]
+    model, cfg = build_distiller(crosshead[pair]['config'], 'mmdet', loss_cls=LOSS_SETTING)
+    assert type(model.unit).__name__ == 'CrossHead'
+    raw = det_raw_batch(cfg)
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    inputs, handle = all_calls(getattr(model.student.bbox_head, classifier))
+    try:
+        losses = model(**data, mode='loss')
+    finally:
+        handle.remove()
+    assert len(inputs) == 5  # the student's shared classifier, once per level
+    teacher, feats = plain_teacher_feats(crosshead[pair], raw)
+    with torch.no_grad():
+        teacher_maps = teacher.bbox_head(feats)[0]
+    cross_maps, own_maps = [], []
+    for adapter, s_level, t_level in zip(model.unit.adapters, s_levels, t_levels, strict=True):
+        weight = adapter.weight.detach().double().numpy()[:, :, 0, 0]  # (32, 16)
+        assert weight.shape == (32, 16)
+        adapted = np.einsum('ts,nshw->nthw', weight, inputs[s_level].detach().double().numpy())
+        adapted += adapter.bias.detach().double().numpy()[None, :, None, None]
+        conv = teacher_classifier(teacher.bbox_head, t_level)
+        cross_maps.append(torch.from_numpy(conv2d_reference(
+            adapted, conv.weight.detach().double().numpy(),
+            conv.bias.detach().double().numpy())))
+        own_maps.append(teacher_maps[t_level])
+    shapes = [(64, 64), (40, 48)]
+    expected = dist_settings_reference(anchor_rows(cross_maps, 6, strides, shapes),
+                                       anchor_rows(own_maps, 6, strides, shapes))
+    rel_close(losses['loss_dist_cls'].item(), expected)
