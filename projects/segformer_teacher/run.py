@@ -8,7 +8,8 @@ DIST from the DeepLabV3 teacher; print and write the table (``report.md``,
     python projects/segformer_teacher/run.py --seeds 0 1 2
 
 Every run is ``tools/train.py`` then ``tools/test.py`` (called in this process) on a
-config; a run whose ``result.json`` holds the same config and options is reused, so an
+config, with the demo's pinned CPU settings unless ``--no-pin-cpu`` (see docs/demo.md); a
+run whose ``result.json`` holds the same config, options and CPU settings is reused, so an
 interrupted study resumes.
 """
 import argparse
@@ -25,6 +26,9 @@ sys.path.insert(0, ROOT)
 from demo.data import prepare_data  # noqa: E402
 from demo.paths import demo_config, load_tool  # noqa: E402
 from demo.tasks import SEGMENTATION  # noqa: E402
+
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          cpu_model, pinned_torch, reexec_pinned)
 
 CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), 'configs')
 METRICS = ('mIoU', 'mAcc', 'aAcc')
@@ -45,10 +49,11 @@ STUDENTS = {
 }
 
 
-def train_and_test(config: str, work_dir: str, options: List[str]) -> Dict:
-    """Train ``config`` into ``work_dir`` and test its last checkpoint (or reuse)."""
+def train_and_test(config: str, work_dir: str, options: List[str], cpu: Dict) -> Dict:
+    """Train ``config`` into ``work_dir`` and test its last checkpoint (or reuse the run
+    with the same config, options and CPU settings ``cpu``)."""
     result_file = osp.join(work_dir, 'result.json')
-    key = dict(config=osp.relpath(config, ROOT), options=options)
+    key = dict(config=osp.relpath(config, ROOT), options=options, cpu=cpu)
     if osp.isfile(result_file):
         with open(result_file, encoding='utf-8') as f:
             result = json.load(f)
@@ -112,9 +117,18 @@ def main(argv=None) -> None:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--tiny', action='store_true',
                         help='8 images, 2 iterations per run: checks that every run works')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     args = parser.parse_args(argv)
-    import torch
-    torch.set_num_threads(args.threads)
+    if argv is None and args.pin_cpu:  # from the command line: pinned environment first
+        reexec_pinned()
+    with pinned_torch(args.threads, args.pin_cpu) as pinning:
+        print(f'{cpu_model()}: {pinning.describe()}', flush=True)
+        run_study(args, pinning)
+
+
+def run_study(args: argparse.Namespace, pinning) -> None:
+    """The teachers, then per seed the students; the table into ``report.md``."""
+    cpu = pinning.key()
     work = osp.abspath(args.work_dir)
     spec = SEGMENTATION.tiny_data if args.tiny else SEGMENTATION.data
     data = prepare_data(SEGMENTATION, osp.join(work, 'data'), spec)
@@ -124,8 +138,8 @@ def main(argv=None) -> None:
     results: Dict = dict(teachers={})
     for name, (_, config, extra) in TEACHERS.items():
         work_dir = osp.join(work, 'teacher' if name == 'segformer' else f'teacher_{name}')
-        results['teachers'][name] = train_and_test(config, work_dir,
-                                                   options + extra + ['randomness.seed=0'])
+        results['teachers'][name] = train_and_test(
+            config, work_dir, options + extra + ['randomness.seed=0'], cpu)
     for seed in args.seeds:
         for name, (_, config, teacher, extra) in STUDENTS.items():
             run_options = options + extra + [f'randomness.seed={seed}']
@@ -133,10 +147,10 @@ def main(argv=None) -> None:
                 ckpt = results['teachers'][teacher]['checkpoint']
                 run_options.append(f'model.teacher_ckpt={ckpt}')
             results.setdefault(name, {})[seed] = train_and_test(
-                config, osp.join(work, name, f'seed{seed}'), run_options)
-    table = report(results, args.seeds)
+                config, osp.join(work, name, f'seed{seed}'), run_options, cpu)
+    table = f'{cpu_model()}: {pinning.describe()}\n\n' + report(results, args.seeds)
     with open(osp.join(work, 'results.json'), 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1)
+        json.dump(dict(results, cpu=pinning.describe()), f, indent=1)
     with open(osp.join(work, 'report.md'), 'w', encoding='utf-8') as f:
         f.write(table)
     print(table)

@@ -61,3 +61,23 @@ def test_report_shows_means_stds_and_seeds():
         '1.0 ± 0.0 |' in table
     assert '| 1 | 22.0 | 23.0 | 24.0 | 25.0 |' in table
     assert '| SegFormer teacher | 3.00M | 1000 | 60.0 | 1.0 | 2.0 |  |' in table
+
+
+def test_a_run_is_reused_only_with_the_same_cpu_settings(tmp_path, monkeypatch):
+    """A finished run is read back when config, options and CPU settings (pinned or not)
+    match; with other CPU settings it trains again (the numbers differ)."""
+    import json
+    script = _load_script()
+    config = script.demo_config('seg_student.py')
+    stored = dict(key=dict(config=osp.relpath(config, ROOT), options=['a=1'],
+                           cpu=dict(pinned=True)), metrics=dict(mIoU=1.0))
+    with open(tmp_path / 'result.json', 'w', encoding='utf-8') as f:
+        json.dump(stored, f)
+    assert script.train_and_test(config, str(tmp_path), ['a=1'], dict(pinned=True)) == stored
+
+    def train_again(name):
+        raise RuntimeError(f'trains again ({name})')
+
+    monkeypatch.setattr(script, 'load_tool', train_again)
+    with pytest.raises(RuntimeError, match='trains again'):
+        script.train_and_test(config, str(tmp_path), ['a=1'], dict(pinned=False))
