@@ -70,7 +70,8 @@ class SegmentationDistiller(BaseDistiller):
                           f'model.student.{attr}.num_classes')
 
     # ----------------------------------------------------------------- training
-    def teacher_forward(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+    def teacher_forward(self, inputs: Tensor,
+                        data_samples: List) -> Tuple[Tensor, Optional[Tensor]]:
         """The teacher's (N, C, h, w) decode logits and, with ``loss_aux``, aux logits."""
         feats = self.teacher.extract_feat(inputs)
         aux = self.teacher.auxiliary_head(feats) if self.loss_aux is not None else None
