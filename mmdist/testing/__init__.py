@@ -171,6 +171,47 @@ def shrink_segmentor(cfg: Config, width: int) -> None:
     model.auxiliary_head.update(in_channels=width * 4, channels=width)
 
 
+def shrink_segformer(cfg: Config, embed_dims: int) -> None:
+    """Shrink an mmseg SegFormer (MixVisionTransformer + SegformerHead) in place: one
+    layer per stage, stage widths ``embed_dims * num_heads`` (B0-B5 heads: 1, 2, 5, 8)."""
+    model = cfg.model
+    model.pretrained = None
+    model.backbone.update(embed_dims=embed_dims, num_layers=[1, 1, 1, 1], init_cfg=None)
+    model.data_preprocessor.size = SEG_CROP
+    model.decode_head.update(in_channels=[embed_dims * h for h in model.backbone.num_heads],
+                             channels=embed_dims * 2)
+    model.test_cfg = dict(mode='whole')
+
+
+def shrink_mask2former(cfg: Config, width: int, queries: int = 4) -> None:
+    """Shrink an mmseg Mask2Former (ResNet or Swin backbone) in place: a ResNet-18 of
+    ``width`` channels (or a one-block-per-stage Swin of ``width`` channels), a 32-channel
+    pixel decoder and transformer decoder of one layer each, ``queries`` queries."""
+    model = cfg.model
+    if model.backbone.type == 'SwinTransformer':
+        model.backbone.update(embed_dims=width, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                              window_size=4, pretrain_img_size=SEG_CROP[0], init_cfg=None)
+    else:
+        model.backbone.update(depth=18, base_channels=width, init_cfg=None)
+    model.data_preprocessor.size = SEG_CROP
+    head, channels = model.decode_head, 32  # GroupNorm(32) in the pixel decoder
+    head.update(in_channels=[width * 2**i for i in range(4)], feat_channels=channels,
+                out_channels=channels, num_queries=queries)
+    head.pixel_decoder.encoder.update(num_layers=1)
+    head.pixel_decoder.encoder.layer_cfg.self_attn_cfg.update(embed_dims=channels,
+                                                              num_heads=4)
+    head.pixel_decoder.encoder.layer_cfg.ffn_cfg.update(embed_dims=channels,
+                                                        feedforward_channels=channels * 2)
+    head.pixel_decoder.positional_encoding.num_feats = channels // 2
+    head.positional_encoding.num_feats = channels // 2
+    decoder = head.transformer_decoder
+    decoder.num_layers = 1
+    for attn in ('self_attn_cfg', 'cross_attn_cfg'):
+        decoder.layer_cfg[attn].update(embed_dims=channels, num_heads=4)
+    decoder.layer_cfg.ffn_cfg.update(embed_dims=channels, feedforward_channels=channels * 2)
+    head.train_cfg.num_points = 64
+
+
 def write_config(path: str, text: str) -> str:
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)

@@ -9,6 +9,8 @@ Study C: as B with triangle and cross 10x rarer (shapes without a common look-al
 Study D: as C with triangle and cross 4x rarer.
 Study E: study D's imbalance for detection (RetinaNet on the demo's COCO-format shapes):
 box AP, per-class AP, fidelity recall per class and class-balanced D-ECE.
+Study F: the detection distiller's dense row layouts (per anchor / per location, padding
+masked / kept) on the demo's balanced detection data and teacher.
 
 Every run trains a ``configs/demo/`` config through ``tools/train.py`` and is tested
 through ``tools/test.py`` with ``mmdist.PairedTestLoop``; the study definitions and the
@@ -37,12 +39,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                      'segmentation students on the demo data')
     parser.add_argument('--out-dir', default='work_dirs/faithfulness_study',
                         help='data, runs, report.md and results.json')
-    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'E', 'all'], nargs='+',
+    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'E', 'F', 'all'], nargs='+',
                         default=['all'],
                         help='A: DIST vs DIST + CutMix; B, C, D: imbalanced data (ring and '
                         'diamond 10x / triangle and cross 10x / 4x rarer), KD vs the DIST '
-                        'options; E: study D for detection (RetinaNet); all: every study '
-                        '(default)')
+                        'options; E: study D for detection (RetinaNet); F: the detection '
+                        'DIST row layouts; all: every study (default)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
                         help='student seeds (default: 0)')
     parser.add_argument('--tiny', action='store_true',

@@ -158,7 +158,7 @@ def run_study(study: Study, settings: StudySettings, console: Console,
             # Not in work_dir: the runners dump the resolved config there under its name.
             config = write_config(osp.join(study_dir, 'configs', f'{variant.name}.py'),
                                   variant.config, study.evaluators,
-                                  model=variant.model,
+                                  model=variant.model, overrides=variant.overrides,
                                   comment=f'study {study.name}: {variant.label}')
             console.begin_stage(f'study {study.name} · {variant.label}, seed {seed}')
             options = study_options + _schedule(study, settings) + [

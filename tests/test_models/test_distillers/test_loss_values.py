@@ -37,7 +37,7 @@ from mmdist.testing._detection import data_overrides as det_data
 from mmdist.testing._detection import tiny_retinanet, tiny_two_stage, write_config
 from mmdist.testing._segmentation import SEG_CONFIGS
 from mmdist.testing._segmentation import data_overrides as seg_data
-from mmdist.testing._segmentation import shrink_segmentor
+from mmdist.testing._segmentation import shrink_seg_model
 
 #: A teacher normalisation unlike any student's (mmdet/mmseg/mmpretrain use ImageNet
 #: mean/std on RGB): other constants, and BGR channel order.
@@ -54,14 +54,11 @@ pytestmark = pytest.mark.usefixtures('one_cpu_thread')  # tests/conftest.py
 
 
 # --------------------------------------------------------------------- references
-def dist_reference(z_s: np.ndarray, z_t: np.ndarray, activation: str, tau: float = 1.0,
-                   inter_weight: float = 1.0, intra_weight: float = 1.0) -> float:
-    """DIST of (rows, C) logits from its definition (Huang et al. 2022), float64 scipy:
-    tau^2 (w_inter (1 - mean_rows pearson) + w_intra (1 - mean_columns pearson))."""
-    act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
-    p_s = act(np.asarray(z_s, np.float64) / tau)
-    p_t = act(np.asarray(z_t, np.float64) / tau)
-
+def dist_of_probabilities(p_s: np.ndarray, p_t: np.ndarray, tau: float = 1.0,
+                          inter_weight: float = 1.0, intra_weight: float = 1.0) -> float:
+    """DIST of (rows, C) probabilities from its definition (Huang et al. 2022), scipy:
+    tau^2 (w_inter (1 - mean_rows pearson) + w_intra (1 - mean_columns pearson)), with
+    the official code's eps added to the product of the centred vectors' norms."""
     def pearson(axis):  # scipy's r, with the official eps added to the norms' product
         norms = np.prod([np.linalg.norm(p - p.mean(axis, keepdims=True), axis=axis)
                          for p in (p_s, p_t)], axis=0)
@@ -69,6 +66,15 @@ def dist_reference(z_s: np.ndarray, z_t: np.ndarray, activation: str, tau: float
 
     inter, intra = pearson(1).mean(), pearson(0).mean()  # one per row; one per class
     return tau**2 * (inter_weight * (1 - inter) + intra_weight * (1 - intra))
+
+
+def dist_reference(z_s: np.ndarray, z_t: np.ndarray, activation: str, tau: float = 1.0,
+                   inter_weight: float = 1.0, intra_weight: float = 1.0) -> float:
+    """DIST of (rows, C) logits, ``p = activation(z / tau)`` in float64."""
+    act = (lambda z: special.softmax(z, axis=1)) if activation == 'softmax' else special.expit
+    p_s = act(np.asarray(z_s, np.float64) / tau)
+    p_t = act(np.asarray(z_t, np.float64) / tau)
+    return dist_of_probabilities(p_s, p_t, tau, inter_weight, intra_weight)
 
 
 def library_model(cfg: Config, scope: str) -> torch.nn.Module:
@@ -359,29 +365,40 @@ def test_roi_detection_loss_value(faster):
 
 
 # --------------------------------------------------------------------- segmentation
-@pytest.fixture(scope='module')
-def seg(tmp_path_factory, cityscapes_root):
-    tmp = str(tmp_path_factory.mktemp('seg_values'))
-    teacher = Config.fromstring(
-        "_base_ = ['mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py']\n",
-        '.py')
-    shrink_segmentor(teacher, 16)
+SEGFORMER_PSPNET = 'dist_segformer-mit-b5_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py'
+SEGFORMER_SEGFORMER = 'dist_segformer-mit-b5_segformer-mit-b0_8xb1-160k_cityscapes-1024x1024.py'
+MASK2FORMER_PSPNET = 'dist_mask2former-swin-b_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py'
+DEEPLABV3 = 'mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py'
+SEGFORMER = 'mmseg::segformer/segformer_mit-b5_8xb1-160k_cityscapes-1024x1024.py'
+MASK2FORMER = 'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py'
+
+
+def seg_pair(tmp: str, root: str, shipped: str, teacher_base: str, **model_overrides) -> dict:
+    """The shipped config ``shipped`` with its student shrunk and, as teacher, the stock
+    mmseg config ``teacher_base`` shrunk, in its own normalisation (TEACHER_NORM, BGR),
+    with a checkpoint of random BatchNorm statistics."""
+    teacher = Config.fromstring(f'_base_ = [{teacher_base!r}]\n', '.py')
+    shrink_seg_model(teacher, 16)
     teacher.model.data_preprocessor.update(bgr_to_rgb=False, **TEACHER_NORM)
     teacher_cfg = osp.join(tmp, 'teacher.py')
     teacher.dump(teacher_cfg)
     teacher_ckpt = save_checkpoint(teacher_cfg, osp.join(tmp, 'teacher.pth'), 'mmseg')
-    shipped = osp.join(SEG_CONFIGS,
-                       'dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-512x1024.py')
+    shipped = osp.join(SEG_CONFIGS, shipped)
     student = Config.fromfile(shipped)
     student.model = student.model.student
-    shrink_segmentor(student, 8)
-    config = write_config(
-        osp.join(tmp, 'dist.py'),
-        f'_base_ = [{shipped!r}]\n'
-        f'model = dict(student=dict(_delete_=True, **{student.model.to_dict()!r}), '
-        f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
-        seg_data(cityscapes_root))
+    shrink_seg_model(student, 8)
+    model = dict(student=dict(_delete_=True, **student.model.to_dict()),
+                 teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt, **model_overrides)
+    config = write_config(osp.join(tmp, 'dist.py'),
+                          f'_base_ = [{shipped!r}]\nmodel = {model!r}\n' + seg_data(root))
     return dict(config=config, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+@pytest.fixture(scope='module')
+def seg(tmp_path_factory, cityscapes_root):
+    return seg_pair(str(tmp_path_factory.mktemp('seg_values')), cityscapes_root,
+                    'dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-512x1024.py',
+                    DEEPLABV3)
 
 
 def seg_raw_batch(cfg):
@@ -398,48 +415,163 @@ def seg_raw_batch(cfg):
     return raw
 
 
-def pixel_rows(logits, labels):
-    """(N, C, h, w) logits -> (valid pixels, C) rows, valid = the label at the logit's
-    pixel (nearest downsampling of the (N, H, W) labels) is not 255."""
-    z = logits.detach().double().numpy()
+def pixel_rows(logits, labels, every_pixel=False):
+    """(N, C, h, w) logits (tensor or array) -> (valid pixels, C) rows, valid = the label
+    at the logit's pixel (nearest downsampling of the (N, H, W) labels) is not 255 (all
+    pixels with ``every_pixel``)."""
+    z = logits.detach().double().numpy() if torch.is_tensor(logits) else np.asarray(logits)
     n, num_classes, h, w = z.shape
     height, width = labels.shape[-2:]
     picked = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
     rows = z.transpose(0, 2, 3, 1).reshape(-1, num_classes)
-    return rows[picked.reshape(-1) != 255]
+    return rows if every_pixel else rows[picked.reshape(-1) != 255]
 
 
-@pytest.mark.parametrize('fuse', [False, True])
-def test_segmentation_decode_and_aux_loss_values(seg, fuse):
-    """PSPNet student, DeepLabV3 teacher, FCN auxiliary heads: loss_dist_decode =
-    DIST (softmax) of the decode heads' logits, loss_dist_aux = 0.4 * DIST of the
-    auxiliary heads' logits, on the pixels whose label is not 255."""
-    model, cfg = build_distiller(seg['config'], 'mmseg', teacher_fuse_conv_bn=fuse)
+def bilinear_reference(z: np.ndarray, size) -> np.ndarray:
+    """(N, C, h, w) -> (N, C, *size) bilinear resize with half-pixel centres
+    (``align_corners=False``: source ``(i + 0.5) * in / out - 0.5``, clamped at 0 and at
+    the last pixel), written out in numpy."""
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0)
+        low = np.floor(src).astype(int)
+        high, frac = np.minimum(low + 1, n_in - 1), src - low
+        matrix = np.zeros((n_out, n_in))
+        np.add.at(matrix, (np.arange(n_out), low), 1 - frac)
+        np.add.at(matrix, (np.arange(n_out), high), frac)
+        return matrix
+
+    z = np.asarray(z, np.float64)
+    return np.einsum('ih,nchw,jw->ncij', weights(z.shape[2], size[0]), z,
+                     weights(z.shape[3], size[1]))
+
+
+def seg_run(pair, **overrides):
+    """The distiller's losses on :func:`seg_raw_batch` with the student's decode (and
+    auxiliary) logits, the plain teacher and its own preprocessing of the batch, the
+    labels (N, H, W)."""
+    model, cfg = build_distiller(pair['config'], 'mmseg', **overrides)
     raw = seg_raw_batch(cfg)
     data = model.data_preprocessor(copy.deepcopy(raw), True)
     student = model.student
-    with Outputs(decode=student.decode_head.conv_seg,
-                 aux=student.auxiliary_head.conv_seg) as seen:
+    heads = dict(decode=student.decode_head.conv_seg)
+    if getattr(student, 'auxiliary_head', None) is not None:
+        heads['aux'] = student.auxiliary_head.conv_seg
+    with Outputs(**heads) as seen:
         losses = model(**data, mode='loss')
-
-    teacher = plain_model(seg['teacher_cfg'], seg['teacher_ckpt'], 'mmseg')
+    teacher = plain_model(pair['teacher_cfg'], pair['teacher_ckpt'], 'mmseg')
     # Its preprocessor in training mode pads to the crop size, as the student's does.
     teacher_data = teacher.data_preprocessor(copy.deepcopy(raw), True)
     assert teacher_data['inputs'].shape == data['inputs'].shape == (2, 3, 32, 64)
-    with torch.no_grad():
-        feats = teacher.extract_feat(teacher_data['inputs'])
-        teacher_decode = teacher.decode_head(feats)
-        teacher_aux = teacher.auxiliary_head(feats)
     labels = np.stack([s.gt_sem_seg.data[0].numpy() for s in data['data_samples']])
     assert (labels[1, 24:] == 255).all() and (labels[1, :, 40:] == 255).all()
+    student_logits = {name: output for name, (_, output) in seen.items()}
+    return losses, student_logits, teacher, teacher_data['inputs'], labels
+
+
+@pytest.mark.parametrize('mask_ignored', [True, False])
+@pytest.mark.parametrize('fuse', [False, True])
+def test_segmentation_decode_and_aux_loss_values(seg, fuse, mask_ignored):
+    """PSPNet student, DeepLabV3 teacher, FCN auxiliary heads: loss_dist_decode =
+    DIST (softmax) of the decode heads' logits, loss_dist_aux = 0.4 * DIST of the
+    auxiliary heads' logits, on the pixels whose label is not 255 (``mask_ignored``), or
+    on every pixel of the padded batch (the shipped 40k config, as the official code)."""
+    losses, student, teacher, inputs, labels = seg_run(seg, teacher_fuse_conv_bn=fuse,
+                                                       mask_ignored=mask_ignored)
+    with torch.no_grad():
+        feats = teacher.extract_feat(inputs)
+        teacher_decode = teacher.decode_head(feats)
+        teacher_aux = teacher.auxiliary_head(feats)
     for key, weight, student_logits, teacher_logits in (
-            ('loss_dist_decode', 1.0, seen['decode'][1], teacher_decode),
-            ('loss_dist_aux', 0.4, seen['aux'][1], teacher_aux)):
+            ('loss_dist_decode', 1.0, student['decode'], teacher_decode),
+            ('loss_dist_aux', 0.4, student['aux'], teacher_aux)):
         assert student_logits.shape == teacher_logits.shape == (2, 19, 4, 8)
-        s_rows, t_rows = pixel_rows(student_logits, labels), pixel_rows(teacher_logits, labels)
-        assert 32 < len(s_rows) < 64  # ignored bands and padding are left out
+        s_rows, t_rows = (pixel_rows(logits, labels, every_pixel=not mask_ignored)
+                          for logits in (student_logits, teacher_logits))
+        # Ignored bands and padding are left out, or all 64 pixels are compared.
+        assert (32 < len(s_rows) < 64) if mask_ignored else len(s_rows) == 64
         expected = weight * dist_reference(s_rows, t_rows, 'softmax')
         rel_close(losses[key].item(), expected)
+
+
+@pytest.fixture(scope='module')
+def segformer_pspnet(tmp_path_factory, cityscapes_root):
+    return seg_pair(str(tmp_path_factory.mktemp('segformer_pspnet')), cityscapes_root,
+                    SEGFORMER_PSPNET, SEGFORMER)
+
+
+def test_segformer_teacher_cnn_student_loss_values(segformer_pspnet):
+    """SegFormer teacher (logits at 1/4: 8 x 16), PSPNet student (1/8: 4 x 8): the plain
+    teacher's decode logits resized bilinearly to 4 x 8; loss_dist_decode = DIST of them
+    and the student's decode logits, loss_dist_aux = 0.4 * DIST of them and the student's
+    auxiliary logits (the teacher has no auxiliary head)."""
+    losses, student, teacher, inputs, labels = seg_run(segformer_pspnet)
+    assert not teacher.with_auxiliary_head
+    with torch.no_grad():
+        teacher_logits = teacher.decode_head(teacher.extract_feat(inputs))
+    assert teacher_logits.shape == (2, 19, 8, 16)
+    t_rows = pixel_rows(bilinear_reference(teacher_logits.numpy(), (4, 8)), labels)
+    for key, weight, name in (('loss_dist_decode', 1.0, 'decode'), ('loss_dist_aux', 0.4, 'aux')):
+        assert student[name].shape == (2, 19, 4, 8)
+        s_rows = pixel_rows(student[name], labels)
+        assert 32 < len(s_rows) < 64
+        rel_close(losses[key].item(), weight * dist_reference(s_rows, t_rows, 'softmax'))
+
+
+@pytest.fixture(scope='module')
+def cnn_segformer(tmp_path_factory, cityscapes_root):
+    return seg_pair(str(tmp_path_factory.mktemp('cnn_segformer')), cityscapes_root,
+                    SEGFORMER_SEGFORMER, DEEPLABV3)
+
+
+def test_cnn_teacher_segformer_student_loss_value(cnn_segformer):
+    """DeepLabV3 teacher (1/8: 4 x 8), SegFormer student (1/4: 8 x 16): the teacher's
+    logits resized bilinearly up to 8 x 16, pixels (and the ignore mask) at 8 x 16;
+    no auxiliary term (the student has no auxiliary head)."""
+    losses, student, teacher, inputs, labels = seg_run(cnn_segformer)
+    with torch.no_grad():
+        teacher_logits = teacher.decode_head(teacher.extract_feat(inputs))
+    assert teacher_logits.shape == (2, 19, 4, 8) and student['decode'].shape == (2, 19, 8, 16)
+    t_rows = pixel_rows(bilinear_reference(teacher_logits.numpy(), (8, 16)), labels)
+    s_rows = pixel_rows(student['decode'], labels)
+    assert 128 < len(s_rows) < 256
+    rel_close(losses['loss_dist_decode'].item(), dist_reference(s_rows, t_rows, 'softmax'))
+    assert 'loss_dist_aux' not in losses
+
+
+@pytest.fixture(scope='module', params=[MASK2FORMER_PSPNET, SEGFORMER_SEGFORMER])
+def mask2former_teacher(request, tmp_path_factory, cityscapes_root):
+    return seg_pair(str(tmp_path_factory.mktemp('mask2former')), cityscapes_root,
+                    request.param, MASK2FORMER)
+
+
+def test_mask2former_teacher_loss_values(mask2former_teacher):
+    """Mask2Former teacher, PSPNet (1/8) or SegFormer (1/4) student: the teacher's
+    per-pixel distribution is the semantic map S of the plain teacher's own ``predict``
+    (asked for an image of the student's logit size) normalised over classes;
+    loss_dist_decode (tau 2) compares softmax(z_s / 2) with S**(1/2) normalised, and for
+    PSPNet loss_dist_aux = 0.4 * DIST (tau 1) of its auxiliary logits and S normalised."""
+    from mmseg.structures import SegDataSample
+    losses, student, teacher, inputs, labels = seg_run(
+        mask2former_teacher, loss_decode=dict(type='mmdist.DISTLoss', tau=2.0))
+    size = tuple(student['decode'].shape[-2:])
+    assert size in ((4, 8), (8, 16))
+    metas = dict(img_shape=size, pad_shape=size, ori_shape=size)
+    with torch.no_grad():
+        predictions = teacher.predict(inputs, [SegDataSample(metainfo=metas) for _ in range(2)])
+    semantic = np.stack([p.seg_logits.data.double().numpy() for p in predictions])
+    assert semantic.shape == (2, 19, *size) and semantic.min() >= 0
+    assert not np.allclose(semantic.sum(1), 1)  # not a distribution before normalising
+    s_map = pixel_rows(semantic, labels)
+    terms = [('loss_dist_decode', 1.0, 'decode', 2.0)]
+    if 'aux' in student:
+        terms.append(('loss_dist_aux', 0.4, 'aux', 1.0))
+    assert sorted(k for k in losses if k.startswith('loss_dist')) == sorted(t[0] for t in terms)
+    for key, weight, name, tau in terms:
+        s_rows = pixel_rows(student[name], labels)
+        assert size[0] * size[1] < len(s_rows) < 2 * size[0] * size[1]
+        p_s = special.softmax(s_rows / tau, axis=1)
+        p_t = s_map**(1 / tau) / (s_map**(1 / tau)).sum(1, keepdims=True)
+        rel_close(losses[key].item(), weight * dist_of_probabilities(p_s, p_t, tau))
 
 
 # --------------------------------------------------------------------- classification
