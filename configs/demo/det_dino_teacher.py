@@ -21,7 +21,7 @@ model = dict(
     dn_cfg=dict(group_cfg=dict(num_dn_queries=30)),
     test_cfg=dict(max_per_img=100))
 
-max_epochs = 48
+max_epochs = 24
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),

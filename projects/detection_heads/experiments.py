@@ -1,7 +1,7 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What the measurement trains: teachers, students (a demo config plus ``--cfg-options``)
 and the tables they form. Schedules and seeds are those of the demo configs (students 6
-epochs, teachers 12; DINO students 24, its teacher 48); every option value was fixed before
+epochs, teachers 12; DINO students 12, its teacher 24); every option value was fixed before
 any result was seen."""
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
