@@ -128,7 +128,8 @@ class HungarianQueries(DetectionUnit):
         logits, boxes = records['head'].output
         return logits[:, :, -self.num_queries:], boxes[:, :, -self.num_queries:]
 
-    def match(self, assigner, logits: Tensor, boxes: Tensor, teacher_logits: Tensor,
+    @staticmethod
+    def match(assigner, logits: Tensor, boxes: Tensor, teacher_logits: Tensor,
               teacher_boxes: Tensor, img_meta: dict) -> Tuple[Tensor, Tensor]:
         """Student and teacher query indices of the pairs matched in one image.
 
