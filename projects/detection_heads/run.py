@@ -29,6 +29,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          cpu_model, pinned_torch, reexec_pinned)
+
 #: Reported metrics: key, label (CocoMetric fractions, shown in %).
 METRICS = (('coco/bbox_mAP', 'box AP'), ('coco/bbox_mAP_50', 'AP50'),
            ('coco/bbox_mAP_75', 'AP75'))
@@ -50,6 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='demo task folders whose cached teachers are reused when config '
                         'and data match (default: work_dirs/demo/det, the demo\'s RetinaNet)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     parser.add_argument('--verbose', action='store_true', help='also print the runners\' logs')
     return parser.parse_args(argv)
 
@@ -57,10 +61,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 class Measurement:
     """Data, teachers and student runs of one invocation."""
 
-    def __init__(self, args: argparse.Namespace, console, router) -> None:
+    def __init__(self, args: argparse.Namespace, cpu: Dict, console, router) -> None:
         from demo.data import prepare_data
         from demo.tasks import DETECTION
-        self.args, self.console, self.router = args, console, router
+        self.args, self.cpu, self.console, self.router = args, cpu, console, router
         self.task = DETECTION
         self.out_dir = osp.abspath(args.out_dir)
         spec = DETECTION.tiny_data if args.tiny else DETECTION.data
@@ -91,7 +95,7 @@ class Measurement:
             return self.teachers[name]
         config = demo_config(TEACHERS[name].config)
         schedule = self._schedule('teacher')
-        key = teacher_key(config, schedule, self.data.fingerprint)
+        key = teacher_key(config, schedule, self.data.fingerprint, self.cpu)
         folder = osp.join(self.out_dir, name)
         caches = [osp.abspath(d) for d in self.args.teacher_cache] + [folder]
         result = next((r for r in (TeacherCache(d).load(key) for d in caches) if r), None)
@@ -128,7 +132,8 @@ class Measurement:
             options.append(f'model.teacher_ckpt={checkpoint}')
         options += list(run.options)
         work_dir = osp.join(self.out_dir, run.name, f'seed{seed}')
-        key = teacher_key(config, options + [f'teacher={teacher_id}'], self.data.fingerprint)
+        key = teacher_key(config, options + [f'teacher={teacher_id}'], self.data.fingerprint,
+                          self.cpu)
         kept = osp.join(work_dir, 'result.json')
         if osp.isfile(kept):
             with open(kept, encoding='utf-8') as f:
@@ -202,9 +207,14 @@ def table_lines(table, teachers: Dict, students: Dict) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
+    """Measure the selected tables; returns the paths of the report and the JSON. From the
+    command line, the pinned CPU settings are put in the environment first (the process
+    re-executes itself with them), as ``python -m demo`` does."""
     args = parse_args(argv)
     if not args.seeds:
         raise ValueError('--seeds needs at least one seed')
+    if argv is None and args.pin_cpu:
+        reexec_pinned()
     import torch
 
     from demo.console import Console, format_duration, routed_output
@@ -214,43 +224,41 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
     tables = [TABLES[name] for name in dict.fromkeys(args.tables)]
     runs = list(dict.fromkeys(name for table in tables for name in table.runs))
     seeds = list(dict.fromkeys(args.seeds))
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        with routed_output(echo=args.verbose) as router:
-            teacher_names = list(dict.fromkeys(t for table in tables for t in table.teachers))
-            console = Console(router.terminal,
-                              num_stages=len(teacher_names) + len(runs) * len(seeds))
-            measurement = Measurement(args, console, router)
-            teachers = {name: measurement.teacher(name) for name in teacher_names}
-            students = {name: {} for name in runs}
-            for seed in seeds:
-                for name in runs:
-                    students[name][seed] = measurement.student(RUNS[name], seed)
-            lines = ['# RTMDet, YOLOX and cross-head distillation on the demo data', '',
-                     f'- command: `{command}`',
-                     f'- mode: {"--tiny (numbers meaningless)" if args.tiny else "full"}',
-                     f'- machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, '
-                     f'{torch.get_num_threads()} thread(s), {platform.system()}',
-                     f'- data: `{measurement.data.root}` (fingerprint '
-                     f'`{measurement.data.fingerprint[:16]}`)',
-                     f'- wall time of this invocation: {format_duration(console.elapsed)}', '',
-                     'Box AP (%, mmdet CocoMetric) on the held-out split: mean ± standard '
-                     'deviation over the seeds; Δ: against the student alone, same seed.', '']
-            for table in tables:
-                lines += [f'## {table.title}', '', *table_lines(table, teachers, students), '']
-            out = measurement.out_dir
-            report, results_json = osp.join(out, 'report.md'), osp.join(out, 'results.json')
-            with open(report, 'w', encoding='utf-8') as f:
-                f.write('\n'.join(lines))
-            with open(results_json, 'w', encoding='utf-8') as f:
-                json.dump(dict(command=command, tiny=args.tiny, seeds=seeds,
-                               teachers={n: t[0].to_json() for n, t in teachers.items()},
-                               students={n: {s: r.to_json() for s, r in rs.items()}
-                                         for n, rs in students.items()}), f, indent=1)
-            console.print('\n'.join(lines))
-    finally:
-        torch.set_num_threads(saved_threads)
+    with pinned_torch(args.threads, args.pin_cpu) as pinning, \
+            routed_output(echo=args.verbose) as router:
+        teacher_names = list(dict.fromkeys(t for table in tables for t in table.teachers))
+        stages = len(teacher_names) + len(runs) * len(seeds)
+        console = Console(router.terminal, num_stages=stages)
+        console.info(f'{cpu_model()}: {pinning.describe()}')
+        measurement = Measurement(args, pinning.key(), console, router)
+        teachers = {name: measurement.teacher(name) for name in teacher_names}
+        students = {name: {} for name in runs}
+        for seed in seeds:
+            for name in runs:
+                students[name][seed] = measurement.student(RUNS[name], seed)
+        lines = ['# RTMDet, YOLOX and cross-head distillation on the demo data', '',
+                 f'- command: `{command}`',
+                 f'- mode: {"--tiny (numbers meaningless)" if args.tiny else "full"}',
+                 f'- machine: {cpu_model()}, {os.cpu_count()} CPU cores, torch '
+                 f'{torch.__version__}, {platform.system()}',
+                 f'- {pinning.describe()}',
+                 f'- data: `{measurement.data.root}` (fingerprint '
+                 f'`{measurement.data.fingerprint[:16]}`)',
+                 f'- wall time of this invocation: {format_duration(console.elapsed)}', '',
+                 'Box AP (%, mmdet CocoMetric) on the held-out split: mean ± standard '
+                 'deviation over the seeds; Δ: against the student alone, same seed.', '']
+        for table in tables:
+            lines += [f'## {table.title}', '', *table_lines(table, teachers, students), '']
+        out = measurement.out_dir
+        report, results_json = osp.join(out, 'report.md'), osp.join(out, 'results.json')
+        with open(report, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines))
+        with open(results_json, 'w', encoding='utf-8') as f:
+            json.dump(dict(command=command, tiny=args.tiny, seeds=seeds, cpu=pinning.describe(),
+                           teachers={n: t[0].to_json() for n, t in teachers.items()},
+                           students={n: {s: r.to_json() for s, r in rs.items()}
+                                     for n, rs in students.items()}), f, indent=1)
+        console.print('\n'.join(lines))
     return dict(report=report, results=results_json)
 
 

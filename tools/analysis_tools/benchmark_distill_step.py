@@ -366,13 +366,14 @@ def benchmark_cross_head(name: str, repeat: int, device: str) -> Optional[float]
     """Median time of the cross-head part of a step (the adapters and the teacher's
     classifier on the student's class-branch features of one batch, forward and backward),
     or ``None`` for a model without cross-head distillation."""
+    if not _load(CONFIGS[name]).model.get('cross_head', False):
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         model, cfg, _ = build_distiller(name, tmp)
         model.to(device)
         data = make_batch(name, cfg, tmp, model)
     unit = model.unit
-    if not isinstance(unit, CrossHead):
-        return None
+    assert isinstance(unit, CrossHead), type(unit).__name__
     with record_calls(unit.student_records(model.student)) as records:
         model.student.loss(data['inputs'], data['data_samples'])
     features = [f.detach().requires_grad_() for f in unit.student_features(records)]

@@ -106,11 +106,13 @@ class RunResult:
 
 
 def run_key(config: str, options: Sequence[str], data_fingerprint: str, seed: int,
-            teacher_key: str = '') -> str:
-    """A short hash of everything that decides a run's result (paths excluded)."""
+            cpu: Dict, teacher_key: str = '') -> str:
+    """A short hash of everything that decides a run's result (paths excluded); ``cpu``:
+    the CPU settings (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.key`)."""
     payload = json.dumps(
         dict(config=_resolved_config(config), options=list(options),
-             data=data_fingerprint, seed=seed, teacher=teacher_key, mmdist=__version__),
+             data=data_fingerprint, seed=seed, teacher=teacher_key, mmdist=__version__,
+             cpu=cpu),
         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -291,3 +291,19 @@ def test_yolox_mode_switch_hook_reaches_the_students_head(yolox):
     YOLOXModeSwitchHook(num_last_epochs=1).before_train_epoch(runner)
     assert model.student.bbox_head.use_l1 is True and skipped
     assert model.teacher.bbox_head.use_l1 is False
+
+
+def test_adapters_and_connectors_leave_the_students_initial_weights_as_alone(dense):
+    """Building the distiller (teacher, cross-head adapters, mimic connectors) does not
+    advance the global RNG: with the same seed, the student's init_weights (run by the
+    runner after the model is built) draws what it draws when the student trains alone."""
+    from mmdet.registry import MODELS as DET_MODELS
+    cfg = Config.fromfile(dense['crosshead_gfl_retinanet']['config'])
+    torch.manual_seed(3)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        DET_MODELS.build(copy.deepcopy(cfg.model.student))
+    alone = torch.rand(4)
+    torch.manual_seed(3)
+    model, _ = build(dense['crosshead_gfl_retinanet']['config'], mimic=dict(loss_weight=1.0))
+    assert len(model.unit.adapters) == 5 and model.mimic is not None
+    assert torch.equal(torch.rand(4), alone)
