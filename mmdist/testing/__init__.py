@@ -221,13 +221,22 @@ def write_config(path: str, text: str) -> str:
 def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
                             scope: str = 'mmdet', init_weights: bool = True) -> str:
     """Build the teacher config's model with a fixed seed and save a plain checkpoint;
-    ``init_weights=False`` keeps PyTorch's initialisation (class logits that vary, where
-    mmdet's initialises dense classifiers to a near-constant prior)."""
+    ``init_weights=False`` keeps PyTorch's initialisation of its layers (class logits that
+    vary, where mmdet's initialises dense classifiers to a near-constant prior), and gives
+    mmdet's initialisation only to the parameters no PyTorch layer owns (some are created
+    uninitialised, as DINO's ``level_embed``: whatever the memory held, at times NaN)."""
     cfg = Config.fromfile(teacher_cfg)
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     if init_weights:
         model.init_weights()
+    else:
+        pytorch_init = {
+            f'{prefix}.{name}' if prefix else name: param.detach().clone()
+            for prefix, module in model.named_modules() if hasattr(module, 'reset_parameters')
+            for name, param in module.named_parameters(recurse=False)}
+        model.init_weights()
+        model.load_state_dict(pytorch_init, strict=False)
     torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
     return path
