@@ -6,6 +6,7 @@ necks and heads, no pretrained weights) so a training step takes well under a se
 a CPU, while keeping every module type of the real model.
 """
 import os.path as osp
+from typing import Optional
 
 import torch
 from mmengine.config import Config
@@ -79,6 +80,61 @@ def tiny_yolox(widen_factor: float, width: int) -> dict:
                           num_csp_blocks=1),
                 bbox_head=dict(num_classes=len(SHAPE_CLASSES), in_channels=width,
                                feat_channels=width))
+
+
+def _tiny_transformer(embed_dims: int, levels: int, ffn: int, encoder_layers: int,
+                      decoder_layers: int) -> dict:
+    """Encoder / decoder overrides of a DETR-family model (stock layer types)."""
+    def layer(**attention):
+        return dict(**attention, ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=ffn))
+
+    if levels:  # deformable attention over ``levels`` feature levels
+        deformable = dict(embed_dims=embed_dims, num_levels=levels)
+        return dict(
+            num_feature_levels=levels,
+            encoder=dict(num_layers=encoder_layers, layer_cfg=layer(self_attn_cfg=deformable)),
+            decoder=dict(num_layers=decoder_layers, layer_cfg=layer(
+                self_attn_cfg=dict(embed_dims=embed_dims), cross_attn_cfg=deformable)))
+    attention = dict(embed_dims=embed_dims)
+    return dict(encoder=dict(num_layers=encoder_layers, layer_cfg=layer(self_attn_cfg=attention)),
+                decoder=dict(num_layers=decoder_layers, layer_cfg=layer(
+                    self_attn_cfg=attention, cross_attn_cfg=attention)))
+
+
+def tiny_detr(base_channels: int, queries: int, levels: int = 0, embed_dims: int = 32,
+              ffn: int = 32, encoder_layers: int = 1, decoder_layers: int = 2,
+              backbone: Optional[dict] = None, **model) -> dict:
+    """Overrides of a stock DETR-family model (DETR, Deformable DETR, DINO): a ResNet-18
+    of ``base_channels`` (its last ``min(levels, 3)`` stages, at least one; ``backbone``:
+    another backbone with ``out_channels``), ``levels`` feature levels (0: DETR's single
+    map and plain attention; levels beyond the backbone's are the neck's extra
+    convolutions), few layers and ``queries`` queries. DINO's decoder needs
+    ``embed_dims=256``; ``model``: more overrides."""
+    stages = min(max(levels, 1), 3)
+    if backbone is None:
+        backbone = dict(tiny_resnet(base_channels), out_indices=tuple(range(4 - stages, 4)))
+        in_channels = [base_channels * 2**i for i in range(4 - stages, 4)]
+    else:
+        backbone = dict(backbone)
+        in_channels = backbone.pop('out_channels')
+    groups = dict(norm_cfg=dict(type='GN', num_groups=8)) if levels else {}
+    model.setdefault('test_cfg', dict(max_per_img=queries))  # stock: 100 or 300 boxes
+    return dict(num_queries=queries, backbone=backbone,
+                neck=dict(in_channels=in_channels, out_channels=embed_dims,
+                          num_outs=max(levels, 1), **groups),
+                positional_encoding=dict(num_feats=embed_dims // 2),
+                bbox_head=dict(num_classes=len(SHAPE_CLASSES), embed_dims=embed_dims),
+                **_tiny_transformer(embed_dims, levels, ffn, encoder_layers, decoder_layers),
+                **model)
+
+
+def tiny_swin(embed_dims: int, num_outs: int = 4) -> dict:
+    """A Swin Transformer of ``embed_dims`` (one block per stage, window 4, no pretrained
+    weights); ``out_channels``: its outputs' channels, read by :func:`tiny_detr`."""
+    return dict(_delete_=True, type='SwinTransformer', embed_dims=embed_dims,
+                depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4,
+                out_indices=tuple(range(4 - num_outs, 4)), with_cp=False, init_cfg=None,
+                out_channels=[embed_dims * 2**i for i in range(4 - num_outs, 4)])
 
 
 def tiny_two_stage(cfg: Config, base_channels: int, width: int) -> None:
@@ -165,13 +221,22 @@ def write_config(path: str, text: str) -> str:
 def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
                             scope: str = 'mmdet', init_weights: bool = True) -> str:
     """Build the teacher config's model with a fixed seed and save a plain checkpoint;
-    ``init_weights=False`` keeps PyTorch's initialisation (class logits that vary, where
-    mmdet's initialises dense classifiers to a near-constant prior)."""
+    ``init_weights=False`` keeps PyTorch's initialisation of its layers (class logits that
+    vary, where mmdet's initialises dense classifiers to a near-constant prior), and gives
+    mmdet's initialisation only to the parameters no PyTorch layer owns (some are created
+    uninitialised, as DINO's ``level_embed``: whatever the memory held, at times NaN)."""
     cfg = Config.fromfile(teacher_cfg)
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     if init_weights:
         model.init_weights()
+    else:
+        pytorch_init = {
+            f'{prefix}.{name}' if prefix else name: param.detach().clone()
+            for prefix, module in model.named_modules() if hasattr(module, 'reset_parameters')
+            for name, param in module.named_parameters(recurse=False)}
+        model.init_weights()
+        model.load_state_dict(pytorch_init, strict=False)
     torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
     return path

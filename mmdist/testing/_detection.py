@@ -10,8 +10,9 @@ from typing import Dict, Optional
 from mmengine.config import Config
 
 from mmdist.datasets import SHAPE_CLASSES
-from mmdist.testing import (TINY_GN, save_teacher_checkpoint, shipped_config_dir,
-                            tiny_retinanet, tiny_rtmdet, tiny_two_stage, write_config)
+from mmdist.testing import (TINY_GN, save_teacher_checkpoint, shipped_config_dir, tiny_detr,
+                            tiny_retinanet, tiny_rtmdet, tiny_swin, tiny_two_stage,
+                            write_config)
 
 DET_CONFIGS = shipped_config_dir('dist_det')
 IMG_SIZE = 64
@@ -122,3 +123,63 @@ def write_faster_rcnn_configs(tmp: str, coco_root: str) -> Dict[str, str]:
         f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
         data_overrides(coco_root))
     return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+#: DETR-family pairs shrunk for tests: name -> (the student's stock config, tiny student
+#: overrides, the teacher's stock config, tiny teacher overrides). Students and teachers
+#: differ in backbone, queries, feature levels and decoder layers. The tests' distillation
+#: configs inherit the shipped DINO config and replace its student (see
+#: :func:`write_detr_configs`).
+DETR_PAIRS = {
+    'dino': ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+             tiny_detr(8, 30, levels=4, embed_dims=256, dn_cfg=dict(
+                 group_cfg=dict(num_dn_queries=10))),
+             'mmdet::dino/dino-5scale_swin-l_8xb2-12e_coco.py',
+             tiny_detr(8, 40, levels=5, embed_dims=256, decoder_layers=3,
+                       backbone=tiny_swin(16))),
+    'deformable': ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
+                   tiny_detr(8, 20, levels=2),
+                   'mmdet::deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+                   tiny_detr(16, 30, levels=3, embed_dims=256)),
+    'dino_deformable': ('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+                        tiny_detr(8, 30, levels=4, embed_dims=256, dn_cfg=dict(
+                            group_cfg=dict(num_dn_queries=10))),
+                        'mmdet::deformable_detr/deformable-detr-refine_r50_16xb2-50e_coco.py',
+                        tiny_detr(16, 30, levels=3, embed_dims=64)),
+    'detr': ('mmdet::detr/detr_r18_8xb2-500e_coco.py', tiny_detr(8, 30),
+             'mmdet::detr/detr_r50_8xb2-150e_coco.py', tiny_detr(16, 20, embed_dims=64)),
+}
+DINO_CONFIG = 'dist_dino-5scale-swin-l_dino-4scale-r50_8xb2-12e_coco.py'
+
+
+def write_detr_configs(tmp: str, coco_root: str, pair: str, teacher_init: bool = False,
+                       teacher_model: Optional[dict] = None, **model) -> Dict[str, str]:
+    """Tiny student and teacher configs of :data:`DETR_PAIRS` ``pair`` (plain mmdet
+    configs), a teacher checkpoint, and a distillation config inheriting the shipped DINO
+    config with that student (for ``'dino'``: the shipped student shrunk) and teacher (``model``: more distiller settings;
+    ``teacher_model``: more teacher overrides, e.g. its data preprocessor). The
+    teacher keeps PyTorch's initialisation unless ``teacher_init`` (see
+    :func:`save_teacher_checkpoint`): mmdet's prior makes its class logits all alike."""
+    student_base, student, teacher_base, teacher = DETR_PAIRS[pair]
+    teacher = dict(teacher, **(teacher_model or {}))
+    paths = {}
+    for role, base, overrides in (('student', student_base, student),
+                                  ('teacher', teacher_base, teacher)):
+        cfg = Config.fromstring(f'_base_ = [{base!r}]\nmodel = {overrides!r}\n', '.py')
+        paths[f'{role}_cfg'] = osp.join(tmp, f'{role}_{pair}.py')
+        cfg.dump(paths[f'{role}_cfg'])
+    teacher_ckpt = save_teacher_checkpoint(paths['teacher_cfg'],
+                                           osp.join(tmp, f'teacher_{pair}.pth'),
+                                           init_weights=teacher_init)
+    if pair == 'dino':  # the shipped config's own student, shrunk
+        student_model = student
+    else:
+        student_model = dict(_delete_=True,
+                             **Config.fromfile(paths['student_cfg']).model.to_dict())
+    config = write_config(
+        osp.join(tmp, f'dist_{pair}_tiny.py'),
+        f'_base_ = [{osp.join(DET_CONFIGS, DINO_CONFIG)!r}]\n'
+        f'model = dict(student={student_model!r}, '
+        f'teacher_cfg={paths["teacher_cfg"]!r}, teacher_ckpt={teacher_ckpt!r}, '
+        f'**{model!r})\n' + data_overrides(coco_root))
+    return dict(config=config, teacher_ckpt=teacher_ckpt, **paths)

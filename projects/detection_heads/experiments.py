@@ -1,7 +1,8 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What the measurement trains: teachers, students (a demo config plus ``--cfg-options``)
 and the tables they form. Schedules and seeds are those of the demo configs (students 6
-epochs, teachers 12); every option value was fixed before any result was seen."""
+epochs, teachers 12; DINO students 12, its teacher 24); every option value was fixed before
+any result was seen."""
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -39,6 +40,7 @@ TEACHERS: Dict[str, Teacher] = {t.name: t for t in (
     Teacher('retinanet', 'det_teacher.py'),
     Teacher('rtmdet', 'det_rtmdet_teacher.py'),
     Teacher('yolox', 'det_yolox_teacher.py'),
+    Teacher('dino', 'det_dino_teacher.py'),
 )}
 
 RUNS: Dict[str, Run] = {r.name: r for r in (
@@ -56,6 +58,12 @@ RUNS: Dict[str, Run] = {r.name: r for r in (
         'yolox'),
     Run('yolox_direct', 'RTMDet <- YOLOX, direct DIST (joint score)',
         'det_rtmdet_student_yolox.py', 'yolox', ('model.cross_head=False', )),
+    Run('dino', 'DINO student alone', 'det_dino_student.py'),
+    Run('dino_dist', 'DINO <- DINO, DIST (matched queries)', 'det_dino_student_dist.py', 'dino'),
+    Run('dino_kd', 'DINO <- DINO, KD (matched queries)', 'det_dino_student_kd.py', 'dino'),
+    Run('dino_dist_box', 'DINO <- DINO, DIST + box L1 5 / GIoU 2', 'det_dino_student_dist.py',
+        'dino', ('model.loss_bbox.type=mmdet.L1Loss', 'model.loss_bbox.loss_weight=5.0',
+                 'model.loss_iou.type=mmdet.GIoULoss', 'model.loss_iou.loss_weight=2.0')),
 )}
 
 TABLES: Dict[str, Table] = {t.name: t for t in (
@@ -65,4 +73,6 @@ TABLES: Dict[str, Table] = {t.name: t for t in (
           ('yolox', ), ('yolox', 'yolox_joint', 'yolox_class')),
     Table('cross', 'heterogeneous pairs: RTMDet student alone vs cross-head and direct DIST',
           ('retinanet', 'yolox'), ('rtmdet', 'retina_cross', 'yolox_cross', 'yolox_direct')),
+    Table('detr', 'DINO student alone vs DIST and KD on Hungarian-matched queries',
+          ('dino', ), ('dino', 'dino_dist', 'dino_kd', 'dino_dist_box')),
 )}

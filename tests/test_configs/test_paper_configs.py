@@ -162,6 +162,8 @@ NOT_PAPER = {
         'cross-head extension, no paper number',
     'dist_det/dist-crosshead_rtmdet-l_atss-r50_fpn_1x_coco.py':
         'cross-head extension, no paper number',
+    'dist_det/dist_dino-5scale-swin-l_dino-4scale-r50_8xb2-12e_coco.py':
+        'query-based (DINO), not in the paper: no paper number',
     'dist_seg/dist_deeplabv3-r101-d8_deeplabv3-r18-d8_4xb2-80k_cityscapes-512x1024.py':
         'mmseg protocol',
     'dist_seg/dist_deeplabv3-r101-d8_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py':

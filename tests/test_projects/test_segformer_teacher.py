@@ -40,7 +40,7 @@ def test_dist_config_pairs_the_demo_student_with_a_segformer_teacher():
                              metainfo=dict(img_shape=(64, 128), pad_shape=(64, 128)))
                for _ in range(2)]
     with torch.no_grad():
-        teacher_logits, _ = model.teacher_forward(torch.randn(2, 3, 64, 128))
+        teacher_logits, _ = model.teacher_forward(torch.randn(2, 3, 64, 128), samples)
     assert teacher_logits.shape == (2, 7, 16, 32)  # 1/4; the student's are 1/8
     losses = model(torch.randn(2, 3, 64, 128), samples, mode='loss')
     assert torch.isfinite(losses['loss_dist_decode']) and torch.isfinite(losses['loss_dist_aux'])

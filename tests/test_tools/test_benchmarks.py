@@ -69,6 +69,17 @@ def test_distill_step_benchmark_cross_head_part():
     assert_ratio(share, part_ms, mmdist)
 
 
+def test_distill_step_benchmark_dino():
+    """The DINO pair runs every variant, the naive one through the teacher's loss() in
+    training mode (denoising queries, matcher) and the query unit."""
+    stdout = run('benchmark_distill_step.py', '--repeat', '1', '--models', 'dino')
+    steps, _ = rows_of(stdout, 'dino')
+    values = [float(v) for v in re.findall(NUMBER, steps)]
+    student, teacher, mmdist, naive, over_st = (values[i] for i in (0, 1, 4, 5, 6))
+    assert min(student, teacher, mmdist, naive) > 0
+    assert_ratio(over_st, mmdist, student + teacher, denominator_terms=2)
+
+
 def test_dist_loss_benchmark_checks_values_and_prints_ratios():
     """The RoI-scale matrices (the suite runs mmdist eagerly: MMDIST_COMPILE=0; the
     official formulation is compiled all the same)."""

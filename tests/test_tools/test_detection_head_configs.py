@@ -148,3 +148,20 @@ def test_cross_head_config_trains_and_exports_the_student_alone(tmp_path, coco_r
         plain = MODELS.build(Config.fromfile(exported['config']).model)
     plain.load_state_dict(student, strict=True)
     assert_teacher_is_checkpoint(runner, paths)
+
+
+def test_shipped_dino_config_keeps_the_stock_recipe_and_zoo_teacher():
+    """The DINO config: the stock DINO-4scale R50 model and schedule as the student (its
+    matcher included), the DINO-5scale Swin-L teacher with the Weights of mmdet's
+    metafile, DIST on the final decoder layer, no box terms."""
+    cfg = Config.fromfile(osp.join(DET_CONFIGS, 'dist_dino-5scale-swin-l_dino-4scale-r50_'
+                                   '8xb2-12e_coco.py'))
+    base = _stock('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
+    assert _without_scope(cfg.model.student.to_dict()) == _without_scope(base.model.to_dict())
+    assert cfg.model.teacher_cfg == 'mmdet::dino/dino-5scale_swin-l_8xb2-12e_coco.py'
+    assert cfg.model.teacher_ckpt in _zoo_weights(cfg.model.teacher_cfg)
+    assert cfg.train_cfg == base.train_cfg and cfg.param_scheduler == base.param_scheduler
+    assert cfg.optim_wrapper == base.optim_wrapper
+    assert cfg.model.loss_cls == dict(type='mmdist.DISTLoss', activation='sigmoid', tau=1.0,
+                                      loss_weight=1.0)
+    assert 'query_layers' not in cfg.model and 'loss_bbox' not in cfg.model

@@ -6,7 +6,8 @@
 
 For a tiny RetinaNet, Faster R-CNN (Cascade R-CNN teacher: the shipped Cascade Mask
 R-CNN without its mask branch, as the synthetic data has no masks), RTMDet-s (RTMDet-l
-teacher), cross-head RetinaNet (GFL teacher) and PSPNet (DeepLabV3 teacher) built from the
+teacher), cross-head RetinaNet (GFL teacher), DINO-4scale (DINO-5scale Swin teacher) and
+PSPNet (DeepLabV3 teacher) built from the
 shipped distillation configs (shrunk with ``mmdist.testing``) on a synthetic batch of 2
 images, it times (median of ``--repeat``, all variants interleaved):
 
@@ -21,19 +22,22 @@ images, it times (median of ``--repeat``, all variants interleaved):
 - ``naive``: a distillation step in which the stock teacher runs its full loss-mode
   forward (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the
   same distillation losses (cross-head: its classification branch runs again on its
-  recorded neck output, as the distiller runs it);
+  recorded neck output, as the distiller runs it; DINO: the teacher's loss() in training
+  mode with its BatchNorms in eval mode, as MMRazor 1.x runs a teacher, denoising queries
+  and matcher included);
 
 and prints ``mmdist / (student + teacher)``, ``mmdist / (student + folded)``, ``mmdist /
 joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights. For the
 cross-head models a further line times the cross-head part alone: the adapters and the
 teacher's classifier on the student's class-branch features, forward and backward.
 ``--models retinanet_shipped faster_rcnn_shipped pspnet_shipped rtmdet_shipped
-crosshead_shipped`` (not in the default run: seconds to minutes per step on a CPU) time
-the shipped configs' own models without pretrained weights: RetinaNet-R50 <-
+crosshead_shipped dino_shipped`` (not in the default run: seconds to minutes per step on a
+CPU) time the shipped configs' own models without pretrained weights: RetinaNet-R50 <-
 RetinaNet-X101-64x4d (512 x 512 images), Faster R-CNN-R50 <- Cascade R-CNN-X101-64x4d
 (800 x 1216), PSPNet-R18 <- DeepLabV3-R101 (the 512 x 1024 Cityscapes crop), RTMDet-s <-
-RTMDet-l (640 x 640) and cross-head RetinaNet-R50 <- GFL-R101 (512 x 512). ``--device cuda`` runs on the GPU (timings synchronised, memory as the
-allocator's peak); ``--amp fp16|bf16`` runs each forward and loss under autocast, as
+RTMDet-l (640 x 640), cross-head RetinaNet-R50 <- GFL-R101 (512 x 512) and DINO-4scale-R50
+(900 queries) <- DINO-5scale-Swin-L (512 x 512). ``--device cuda`` runs on the GPU
+(timings synchronised, memory as the allocator's peak); ``--amp fp16|bf16`` runs each forward and loss under autocast, as
 ``AmpOptimWrapper`` does. The distillation loss is compiled unless ``MMDIST_COMPILE=0``.
 A second table times one validation batch: the plain loop's work (preprocess + student
 ``predict``) against the paired loop's (the same + the teacher's ``predict`` on the same
@@ -57,32 +61,37 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope, init_default_scope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
-from mmdist.models.distillers.detection import CrossHead, DenseDirect, RoIHeads
+from mmdist.models.distillers.detection import (CrossHead, DenseDirect, HungarianQueries,
+                                                RoIHeads)
 from mmdist.models.utils.recorder import record_calls
 from mmdist.models.utils.teacher import RANDOM_TEACHER, build_teacher
 from mmdist.registry import MODELS
 from mmdist.testing import shrink_segmentor, tiny_two_stage
-from mmdist.testing._detection import DENSE_PAIRS
+from mmdist.testing._detection import DENSE_PAIRS, DETR_PAIRS, DINO_CONFIG
 from memory import extra_peak_bytes  # tools/analysis_tools/memory.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: Dense models: their pair in ``mmdist.testing._detection.DENSE_PAIRS`` (shipped config,
 #: tiny student and teacher).
 DENSE = {'retinanet': 'retinanet', 'rtmdet': 'rtmdet', 'crosshead': 'crosshead_gfl_retinanet'}
+#: DETR-family models: their pair in ``mmdist.testing._detection.DETR_PAIRS``.
+DETR = {'dino': 'dino'}
 CONFIGS = {
     'faster_rcnn':
     'configs/dist_det/dist_cascade-mask-rcnn-x101-64x4d_faster-rcnn-r50_fpn_2x_coco.py',
     'pspnet': 'configs/dist_seg/dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-'
               '512x1024.py',
     **{name: f'configs/dist_det/{DENSE_PAIRS[pair][0]}' for name, pair in DENSE.items()},
+    'dino': f'configs/dist_det/{DINO_CONFIG}',
 }
 SCOPES = {name: 'mmseg' if name == 'pspnet' else 'mmdet' for name in CONFIGS}
 #: Not in the default run (seconds to minutes per step on a CPU): the shipped configs' own
 #: models.
 SHIPPED = {f'{name}_shipped': name
-           for name in ('retinanet', 'faster_rcnn', 'pspnet', 'rtmdet', 'crosshead')}
+           for name in ('retinanet', 'faster_rcnn', 'pspnet', 'rtmdet', 'crosshead', 'dino')}
 CONFIGS.update({name: CONFIGS[base] for name, base in SHIPPED.items()})
 SCOPES.update({name: SCOPES[base] for name, base in SHIPPED.items()})
 #: (height, width) of the synthetic images.
@@ -90,7 +99,7 @@ IMAGE_SIZE = {'retinanet': (128, 128), 'faster_rcnn': (128, 128), 'pspnet': (64,
               'rtmdet': (128, 128), 'crosshead': (128, 128),
               'retinanet_shipped': (512, 512), 'faster_rcnn_shipped': (800, 1216),
               'pspnet_shipped': (512, 1024), 'rtmdet_shipped': (640, 640),
-              'crosshead_shipped': (512, 512)}
+              'crosshead_shipped': (512, 512), 'dino': (128, 128), 'dino_shipped': (512, 512)}
 VARIANTS = ('student', 'teacher', 'folded', 'joint', 'mmdist', 'naive')
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -118,8 +127,9 @@ def build_distiller(name: str, data_root: str):
         if name == 'pspnet_shipped':
             student.model.data_preprocessor.size = IMAGE_SIZE[name]
             teacher.model.data_preprocessor.size = IMAGE_SIZE[name]
-    elif name in DENSE:
-        _, tiny_student, teacher_base, tiny_teacher = DENSE_PAIRS[DENSE[name]]
+    elif name in DENSE or name in DETR:
+        pairs, pair = (DENSE_PAIRS, DENSE[name]) if name in DENSE else (DETR_PAIRS, DETR[name])
+        _, tiny_student, teacher_base, tiny_teacher = pairs[pair]
         student = Config(dict(model=cfg.model.student))
         student.merge_from_dict({'model': tiny_student})
         teacher = _load(f"_base_ = ['{teacher_base}']\n")
@@ -208,6 +218,8 @@ def naive_loss(model, teacher, data) -> dict:
     # Detection: the teacher's whole loss() with what the unit reads of it recorded.
     unit = model.unit
     direct = isinstance(unit, DenseDirect)
+    if isinstance(unit, HungarianQueries):
+        return naive_query_loss(model, teacher, data)
     with torch.no_grad():
         watched = {'head': teacher.bbox_head} if direct else {'neck': teacher.neck}
         with record_calls(watched) as t_rec:
@@ -219,10 +231,33 @@ def naive_loss(model, teacher, data) -> dict:
         elif isinstance(unit, RoIHeads):  # the student's RoIs are classified later
             teacher_out = t_rec['neck'].output
         else:  # cross-head: its classification branch on its recorded features
-            teacher_out = unit.teacher_forward(teacher, t_rec['neck'].output)
+            teacher_out = unit.teacher_forward(teacher, t_rec['neck'].output, samples)
     with record_calls(unit.student_records(student)) as s_rec:
         losses = student.loss(inputs, samples)
     losses.update(unit.losses(student, teacher, s_rec, teacher_out, samples, model.loss_cls))
+    return losses
+
+
+def naive_query_loss(model, teacher, data) -> dict:
+    """:func:`naive_loss` of a DETR-family pair: the teacher's whole loss() as MMRazor 1.x
+    runs it (training mode but for its BatchNorms: its denoising queries, matcher and
+    losses), then the query unit on the final layer of its matching queries."""
+    inputs, samples = data['inputs'], data['data_samples']
+    unit, student = model.unit, model.student
+    teacher.train()
+    for module in teacher.modules():
+        if isinstance(module, _BatchNorm):
+            module.eval()
+    try:
+        with torch.no_grad(), record_calls({'head': teacher.bbox_head}) as t_rec:
+            teacher.loss(model.teacher_inputs(inputs, samples), samples)
+    finally:
+        teacher.eval()
+    logits, boxes = (out[-1, :, -teacher.num_queries:] for out in t_rec['head'].output)
+    with record_calls(unit.student_records(student)) as s_rec:
+        losses = student.loss(inputs, samples)
+    losses.update(unit.losses(student, teacher, s_rec, dict(logits=logits, boxes=boxes),
+                              samples, model.loss_cls))
     return losses
 
 

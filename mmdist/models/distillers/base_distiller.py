@@ -225,7 +225,8 @@ class BaseDistiller(BaseModel):
             losses.update(dict.fromkeys(self.distill_loss_names(), self._stopped_loss()))
             return losses
         with torch.no_grad():
-            teacher_outputs = self.teacher_forward(self.teacher_inputs(inputs, data_samples))
+            teacher_outputs = self.teacher_forward(self.teacher_inputs(inputs, data_samples),
+                                                   data_samples)
         with record_calls(self.student_records()) as records:
             losses = self.student.loss(inputs, data_samples)
         losses.update(self.distill_losses(records, teacher_outputs, data_samples))
@@ -241,8 +242,9 @@ class BaseDistiller(BaseModel):
         return sum(p.sum() for p in own) * 0.0
 
     # ----------------------------------------------------------------- per task
-    def teacher_forward(self, inputs: Tensor) -> Any:
-        """What distillation reads of the teacher on ``inputs`` (its normalisation)."""
+    def teacher_forward(self, inputs: Tensor, data_samples: List) -> Any:
+        """What distillation reads of the teacher on ``inputs`` (its normalisation) and
+        the batch's ``data_samples``."""
         raise NotImplementedError
 
     def student_records(self) -> Dict[str, nn.Module]:

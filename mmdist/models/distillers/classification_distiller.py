@@ -89,7 +89,7 @@ class ClassificationDistiller(BaseDistiller):
         return head
 
     # ----------------------------------------------------------------- training
-    def teacher_forward(self, inputs: Tensor) -> Tensor:
+    def teacher_forward(self, inputs: Tensor, data_samples: List) -> Tensor:
         """(N, C) teacher class logits."""
         return self._logits(self.teacher.head(self.teacher.extract_feat(inputs)),
                             self.teacher.head, 'teacher_cfg model.head')

@@ -11,7 +11,7 @@ from mmdist.registry import MODELS
 from ..utils.recorder import Record
 from ..utils.teacher import ConfigSource
 from .base_distiller import BaseDistiller, build_loss
-from .detection import DENSE_ROWS, HeadOptions, build_unit
+from .detection import DENSE_ROWS, HeadOptions, HungarianQueries, build_unit
 from .detection.dense import SCORES
 from .feature_mimic import FeatureMimic
 
@@ -33,6 +33,10 @@ class DetectionDistiller(BaseDistiller):
       the teacher's classifier vs the teacher's own logits (cross-head distillation);
     - two-stage students (``StandardRoIHead``): the teacher's (first-stage) box head
       classifies the student's sampled RoIs; softmax DIST of the (R, C+1) logits.
+    - DETR-family students and teachers (DETR, Deformable DETR, DINO): per image, the
+      student's matching queries are matched to the teacher's by the student's
+      Hungarian assigner; DIST of the matched queries' class logits, optional box terms
+      (``loss_bbox``, ``loss_iou``; :class:`~mmdist.models.distillers.detection.HungarianQueries`).
 
     Optional ``mimic``: MSE between FPN levels through 1x1 conv connectors
     (``loss_dist_mimic``).
@@ -57,13 +61,23 @@ class DetectionDistiller(BaseDistiller):
         score: heads with a separate objectness output (YOLOX) only: ``'joint'`` (the
             default) compares ``sigmoid(cls) * sigmoid(obj)`` (as its logit), ``'class'``
             the class logits alone.
+        query_layers: DETR-family students only. ``'last'``: the student's final decoder
+            layer; ``'all'``: every decoder layer, each against the teacher's final layer
+            on the same matched queries (``loss_dist_*`` sum the layers' terms).
+        loss_bbox, loss_iou: DETR-family students only. ``None`` (no box distillation) or
+            an mmdet box loss (e.g. ``dict(type='mmdet.L1Loss', loss_weight=5.0)``,
+            ``dict(type='mmdet.GIoULoss', loss_weight=2.0)``) between the matched
+            student and teacher boxes, weighted by the teacher's confidence
+            (``loss_dist_bbox``, ``loss_dist_iou``).
         **kwargs: the other arguments of :class:`BaseDistiller`.
     """
 
     def __init__(self, student: dict, teacher_cfg: ConfigSource, teacher_ckpt: Optional[str],
                  loss_cls: dict, mimic: Optional[dict] = None, dense_rows: str = 'anchor',
                  mask_padding: bool = True, cross_head: bool = False,
-                 score: Optional[str] = None, **kwargs) -> None:
+                 score: Optional[str] = None, query_layers: str = 'last',
+                 loss_bbox: Optional[dict] = None, loss_iou: Optional[dict] = None,
+                 **kwargs) -> None:
         if dense_rows not in DENSE_ROWS:
             raise ValueError(f'model.dense_rows: expected one of {DENSE_ROWS}, got '
                              f'{dense_rows!r}')
@@ -73,8 +87,14 @@ class DetectionDistiller(BaseDistiller):
         if score is not None and score not in SCORES:
             raise ValueError(f'model.score: expected one of {SCORES} or None, got {score!r}')
         # Read by _check_pair, which BaseDistiller.__init__ calls.
-        self.head_options = HeadOptions(dense_rows, mask_padding, cross_head, score)
+        self.head_options = HeadOptions(dense_rows, mask_padding, cross_head, score,
+                                        query_layers, loss_bbox, loss_iou)
         super().__init__(student, teacher_cfg, teacher_ckpt, **kwargs)
+        if not isinstance(self.unit, HungarianQueries) and (query_layers, loss_bbox,
+                                                             loss_iou) != ('last', None, None):
+            raise ValueError('model.query_layers / model.loss_bbox / model.loss_iou: they set '
+                             'how DETR-family queries are distilled; this student has none, '
+                             "leave them at their defaults ('last', None, None)")
         self.loss_cls = build_loss(loss_cls, 'model.loss_cls', self.unit.activation,
                                    self.unit.activation_source)
         if self.unit.grouped and 'groups' not in inspect.signature(
@@ -113,12 +133,12 @@ class DetectionDistiller(BaseDistiller):
         return neck.out_channels, neck.num_outs
 
     # ----------------------------------------------------------------- training
-    def teacher_forward(self, inputs: Tensor) -> Dict[str, Any]:
+    def teacher_forward(self, inputs: Tensor, data_samples: List) -> Dict[str, Any]:
         """The teacher's FPN features (kept for ``mimic``) and what the unit keeps of its
         head (for dense students its class logits as rows, computed by the head's
         classification branch only: the box regression is not distilled)."""
         feats = self.teacher.extract_feat(inputs)
-        return dict(unit=self.unit.teacher_forward(self.teacher, feats),
+        return dict(unit=self.unit.teacher_forward(self.teacher, feats, data_samples),
                     feats=feats if self.mimic is not None else None)
 
     def student_records(self) -> Dict[str, nn.Module]:

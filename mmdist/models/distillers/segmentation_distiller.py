@@ -100,7 +100,7 @@ class SegmentationDistiller(BaseDistiller):
         return units
 
     # ----------------------------------------------------------------- training
-    def teacher_forward(self, inputs: Tensor):
+    def teacher_forward(self, inputs: Tensor, data_samples: List):
         """What the teacher's decode head (and, with ``loss_aux``, its auxiliary or decode
         head) outputs: logits, or Mask2Former's class scores and masks (see
         :mod:`~mmdist.models.distillers.seg_head_logits`)."""

@@ -802,3 +802,153 @@ def test_cross_head_loss_value(crosshead, pair):
     expected = dist_settings_reference(anchor_rows(cross_maps, 6, strides, shapes),
                                        anchor_rows(own_maps, 6, strides, shapes))
     rel_close(losses['loss_dist_cls'].item(), expected)
+
+
+# --------------------------------------------------------------------- DETR family
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    cx, cy, w, h = np.asarray(boxes, np.float64).T
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def giou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) generalised IoU of (n, 4) and (m, 4) xyxy boxes (Rezatofighi et al. 2019)."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    inner = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) -
+                    np.maximum(a[:, None, :2], b[None, :, :2]), 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None] - inner
+    hull = (np.maximum(a[:, None, 2:], b[None, :, 2:]) -
+            np.minimum(a[:, None, :2], b[None, :, :2])).prod(-1)
+    return inner / union - (hull - union) / hull
+
+
+def hungarian_pairs(s_logits, s_boxes, t_logits, t_boxes, img_shape, costs):
+    """Student and teacher query indices matched on one image by scipy's
+    ``linear_sum_assignment``, on DETR's matching cost written out in numpy: the teacher's
+    queries as targets (argmax class, box); class cost (focal for sigmoid heads, minus the
+    softmax probability otherwise) + L1 of normalised cxcywh + minus GIoU of pixel boxes,
+    weighted as the student's ``train_cfg.assigner.match_costs``."""
+    from scipy.optimize import linear_sum_assignment
+    labels = t_logits.argmax(1)
+    weights = {c['type']: c['weight'] for c in costs}
+    if 'FocalLossCost' in weights:
+        p = special.expit(s_logits)
+        alpha, gamma, eps = 0.25, 2.0, 1e-12
+        positive = -np.log(p + eps) * alpha * (1 - p)**gamma
+        negative = -np.log(1 - p + eps) * (1 - alpha) * p**gamma
+        cls_cost = weights['FocalLossCost'] * (positive - negative)[:, labels]
+    else:
+        cls_cost = -weights['ClassificationCost'] * special.softmax(s_logits, 1)[:, labels]
+    l1 = np.abs(s_boxes[:, None] - t_boxes[None]).sum(-1)
+    height, width = img_shape
+    scale = np.array([width, height, width, height], np.float64)
+    giou = giou_matrix(cxcywh_to_xyxy(s_boxes) * scale, cxcywh_to_xyxy(t_boxes) * scale)
+    cost = cls_cost + weights['BBoxL1Cost'] * l1 - weights['IoUCost'] * giou
+    return linear_sum_assignment(cost)
+
+
+#: Distillation settings of the value tests: DIST unlike the default, box terms on.
+DETR_SETTINGS = dict(loss_cls=dict(tau=2.0, inter_loss_weight=1.5, intra_loss_weight=0.5,
+                                   loss_weight=3.0),
+                     loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
+                     loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0))
+
+
+@pytest.fixture(scope='module')
+def detr_pairs(tmp_path_factory, coco_root):
+    from mmdist.testing._detection import write_detr_configs
+    pairs = {}
+    for pair in ('dino', 'detr'):
+        tmp = str(tmp_path_factory.mktemp(f'{pair}_values'))
+        settings = copy.deepcopy(DETR_SETTINGS)
+        if pair == 'detr':
+            settings['loss_cls']['activation'] = 'softmax'
+        preprocessor = dict(type='DetDataPreprocessor', bgr_to_rgb=False, pad_size_divisor=1,
+                            **TEACHER_NORM)
+        paths = write_detr_configs(tmp, coco_root, pair,
+                                   teacher_model=dict(data_preprocessor=preprocessor),
+                                   **settings)
+        save_checkpoint(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet')
+        pairs[pair] = paths
+    return pairs
+
+
+@pytest.mark.parametrize('pair,layers', [('dino', 'all'), ('dino', 'last'), ('detr', 'last')])
+def test_detr_family_loss_values(detr_pairs, pair, layers):
+    """DINO (sigmoid; 30 student queries after its denoising queries, 40 teacher queries,
+    4 vs 5 feature levels, ResNet vs Swin) and DETR (softmax; 30 student vs 20 teacher
+    queries): per image the pairs of scipy's Hungarian matching on the numpy matching
+    cost; loss_dist_cls = 3 * sum over the distilled decoder layers of DIST (tau 2, inter
+    1.5, intra 0.5) of the matched class logits of both images; loss_dist_bbox = 5 *
+    sum over layers of the teacher-confidence-weighted mean L1 of normalised cxcywh
+    boxes, loss_dist_iou = 2 * the same of 1 - GIoU of pixel boxes. The teacher is the
+    plain mmdet model on its own preprocessor's batch (other mean / std / channels)."""
+    paths = detr_pairs[pair]
+    model, cfg = build_distiller(paths['config'], 'mmdet', query_layers=layers)
+    # The random DETR's queries are near-alike: in float32 two teacher queries swap in
+    # one image's matching (a cost difference below float32 rounding), so it runs in
+    # float64 (mmdet's DINO denoising queries are float32 only).
+    dtype = torch.float64 if pair == 'detr' else torch.float32
+    model.to(dtype)
+    raw = det_raw_batch(cfg)  # two images, the second 40 x 48
+    data = model.data_preprocessor(copy.deepcopy(raw), True)
+    data['inputs'] = data['inputs'].to(dtype)
+    for sample in data['data_samples']:  # mmdet's own matching cost reads them
+        sample.gt_instances.bboxes = sample.gt_instances.bboxes.to(dtype)
+    student = model.student
+    dn_meta = {}
+    head_loss = student.bbox_head.loss
+
+    def recording_loss(*args, **kwargs):  # reads DINO's dn_meta on the way
+        dn_meta.update(kwargs.get('dn_meta') or {})
+        return head_loss(*args, **kwargs)
+
+    student.bbox_head.loss = recording_loss
+    with Outputs(head=student.bbox_head) as seen:
+        losses = model(**data, mode='loss')
+    s_logits, s_boxes = (t.detach().double().numpy() for t in seen['head'][1])
+    num_dn = dn_meta.get('num_denoising_queries', 0)
+    assert (num_dn > 0) == (pair == 'dino')
+    s_logits, s_boxes = s_logits[:, :, num_dn:], s_boxes[:, :, num_dn:]
+    assert s_logits.shape[2] == 30
+
+    teacher = plain_model(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet').to(dtype)
+    teacher_data = teacher.data_preprocessor(copy.deepcopy(raw), False)
+    with torch.no_grad():
+        feats = teacher.extract_feat(teacher_data['inputs'].to(dtype))
+        t_logits, t_boxes = teacher.bbox_head(
+            **teacher.forward_transformer(feats, teacher_data['data_samples']))
+    t_logits, t_boxes = t_logits[-1].double().numpy(), t_boxes[-1].double().numpy()
+    assert t_logits.shape[1] == (40 if pair == 'dino' else 20)
+
+    shapes = [(64, 64), (40, 48)]
+    costs = cfg.model.student.train_cfg.assigner.match_costs
+    pairs = [hungarian_pairs(s_logits[-1, i], s_boxes[-1, i], t_logits[i], t_boxes[i],
+                             shapes[i], costs) for i in range(2)]
+    assert [len(rows) for rows, _ in pairs] == [min(30, t_logits.shape[1])] * 2
+    distilled = range(s_logits.shape[0]) if layers == 'all' else [s_logits.shape[0] - 1]
+    activation = 'sigmoid' if pair == 'dino' else 'softmax'
+    t_rows = np.concatenate([t_logits[i, cols] for i, (_, cols) in enumerate(pairs)])
+    cls_expected = 3.0 * sum(dist_reference(
+        np.concatenate([s_logits[layer, i, rows] for i, (rows, _) in enumerate(pairs)]),
+        t_rows, activation, tau=2.0, inter_weight=1.5, intra_weight=0.5)
+        for layer in distilled)
+    rel_close(losses["loss_dist_cls"].item(), cls_expected)
+
+    if pair == 'dino':
+        confidence = special.expit(t_rows).max(1)
+    else:
+        confidence = special.softmax(t_rows, 1)[:, :-1].max(1)
+    t_box_rows = np.concatenate([t_boxes[i, cols] for i, (_, cols) in enumerate(pairs)])
+    scale = np.concatenate([np.tile([w, h, w, h], (len(rows), 1))
+                            for (h, w), (rows, _) in zip(shapes, pairs)]).astype(np.float64)
+    l1 = giou = 0.0
+    for layer in distilled:
+        s_box_rows = np.concatenate([s_boxes[layer, i, rows]
+                                     for i, (rows, _) in enumerate(pairs)])
+        l1 += (confidence * np.abs(s_box_rows - t_box_rows).sum(1)).sum() / confidence.sum()
+        gious = np.diag(giou_matrix(cxcywh_to_xyxy(s_box_rows) * scale,
+                                    cxcywh_to_xyxy(t_box_rows) * scale))
+        giou += (confidence * (1 - gious)).sum() / confidence.sum()
+    rel_close(losses['loss_dist_bbox'].item(), 5.0 * l1)
+    rel_close(losses['loss_dist_iou'].item(), 2.0 * giou)

@@ -94,7 +94,8 @@ class CrossHead(DetectionUnit):
             self._student_calls[level] = (index, self._calls_per_classifier[index])
             self._calls_per_classifier[index] += 1
 
-    def teacher_forward(self, teacher: nn.Module, feats: tuple) -> Dict[str, Any]:
+    def teacher_forward(self, teacher: nn.Module, feats: tuple,
+                        data_samples: List) -> Dict[str, Any]:
         reader, head = self.readers[1], teacher.bbox_head
         maps = [reader.classifier(head, level)(reader.cls_features(head, feats[level], level))
                 for level in self.pairs.teacher]

@@ -108,7 +108,8 @@ class DenseDirect(DetectionUnit):
         # The readers, not the heads: the unit keeps no reference to the models.
         self.readers = heads[2:]
 
-    def teacher_forward(self, teacher: nn.Module, feats: tuple) -> Dict[str, Any]:
+    def teacher_forward(self, teacher: nn.Module, feats: tuple,
+                        data_samples: List) -> Dict[str, Any]:
         maps = self.readers[1].score_logits(teacher.bbox_head, feats, self.pairs.teacher,
                                             self.score)
         return dict(rows=self.rows.rows(maps), sizes=[m.shape[-2:] for m in maps])

@@ -67,7 +67,7 @@ class RoIHeads(DetectionUnit):
         self.activation_source = ('the student RoI head '
                                   '(model.student.roi_head.bbox_head.loss_cls)')
 
-    def teacher_forward(self, teacher: nn.Module, feats: tuple) -> Any:
+    def teacher_forward(self, teacher: nn.Module, feats: tuple, data_samples: List) -> Any:
         return feats  # its RoI head classifies the student's RoIs later
 
     def student_records(self, student: nn.Module) -> Dict[str, nn.Module]:

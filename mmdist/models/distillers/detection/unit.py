@@ -23,6 +23,9 @@ class HeadOptions:
     mask_padding: bool = True
     cross_head: bool = False
     score: Optional[str] = None
+    query_layers: str = 'last'
+    loss_bbox: Optional[dict] = None
+    loss_iou: Optional[dict] = None
 
 
 class DetectionUnit(nn.Module):
@@ -56,9 +59,9 @@ class DetectionUnit(nn.Module):
         that another unit does not name)."""
         return None
 
-    def teacher_forward(self, teacher: nn.Module, feats: tuple) -> Any:
-        """What distillation keeps of the teacher, from its neck's ``feats`` (run under
-        ``no_grad`` before the student's forward)."""
+    def teacher_forward(self, teacher: nn.Module, feats: tuple, data_samples: List) -> Any:
+        """What distillation keeps of the teacher, from its neck's ``feats`` and the
+        batch's ``data_samples`` (run under ``no_grad`` before the student's forward)."""
         raise NotImplementedError
 
     def student_records(self, student: nn.Module) -> Dict[str, nn.Module]:
