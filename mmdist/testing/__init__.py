@@ -218,6 +218,23 @@ def write_config(path: str, text: str) -> str:
     return path
 
 
+def init_weights_of_unowned_parameters(model: torch.nn.Module) -> None:
+    """Give mmdet's / mmseg's initialisation (``model.init_weights()``) only to the
+    parameters no PyTorch layer owns; every layer with PyTorch's ``reset_parameters``
+    (convolutions, linear layers, norms, embeddings) keeps the values it was built with.
+
+    Some parameters are created uninitialised and drawn only by ``init_weights``, as
+    DINO's and Deformable DETR's ``level_embed`` (``torch.Tensor(levels, dims)``: whatever
+    the memory held, at times NaN).
+    """
+    pytorch_init = {
+        f'{prefix}.{name}' if prefix else name: param.detach().clone()
+        for prefix, module in model.named_modules() if hasattr(module, 'reset_parameters')
+        for name, param in module.named_parameters(recurse=False)}
+    model.init_weights()
+    model.load_state_dict(pytorch_init, strict=False)
+
+
 def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
                             scope: str = 'mmdet', init_weights: bool = True) -> str:
     """Build the teacher config's model with a fixed seed and save a plain checkpoint;
@@ -232,11 +249,6 @@ def save_teacher_checkpoint(teacher_cfg: str, path: str, seed: int = 123,
     if init_weights:
         model.init_weights()
     else:
-        pytorch_init = {
-            f'{prefix}.{name}' if prefix else name: param.detach().clone()
-            for prefix, module in model.named_modules() if hasattr(module, 'reset_parameters')
-            for name, param in module.named_parameters(recurse=False)}
-        model.init_weights()
-        model.load_state_dict(pytorch_init, strict=False)
+        init_weights_of_unowned_parameters(model)
     torch.save(dict(meta=dict(note='tiny test teacher'), state_dict=model.state_dict()), path)
     return path

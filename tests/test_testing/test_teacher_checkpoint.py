@@ -19,3 +19,28 @@ def test_pytorch_init_teacher_has_no_uninitialised_parameters(tmp_path, coco_roo
     # (mmdet's init sets them all to the focal-loss prior, -4.595).
     bias = state['bbox_head.cls_branches.0.bias']
     assert bias.std() > 0 and not torch.allclose(bias, torch.full_like(bias, -4.595), atol=1e-2)
+
+
+def test_init_of_unowned_parameters_keeps_every_pytorch_layer():
+    """Only parameters no layer with ``reset_parameters`` owns are drawn by
+    ``init_weights``; the layers keep the values they were built with."""
+    from torch import nn
+
+    from mmdist.testing import init_weights_of_unowned_parameters
+
+    class Model(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+            self.embed = nn.Parameter(torch.zeros(4, 3))  # owned by no PyTorch layer
+
+        def init_weights(self):
+            nn.init.constant_(self.linear.weight, 5.0)
+            nn.init.constant_(self.embed, 7.0)
+
+    model = Model()
+    linear = {k: v.clone() for k, v in model.linear.state_dict().items()}
+    init_weights_of_unowned_parameters(model)
+    assert all(torch.equal(v, model.linear.state_dict()[k]) for k, v in linear.items())
+    assert torch.equal(model.embed, torch.full((4, 3), 7.0))

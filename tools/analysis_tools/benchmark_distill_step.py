@@ -69,7 +69,7 @@ from mmdist.models.distillers.detection import (CrossHead, DenseDirect, Hungaria
 from mmdist.models.utils.recorder import record_calls
 from mmdist.models.utils.teacher import RANDOM_TEACHER, build_teacher
 from mmdist.registry import MODELS
-from mmdist.testing import shrink_segmentor, tiny_two_stage
+from mmdist.testing import init_weights_of_unowned_parameters, shrink_segmentor, tiny_two_stage
 from mmdist.testing._detection import DENSE_PAIRS, DETR_PAIRS, DINO_CONFIG
 from memory import extra_peak_bytes  # tools/analysis_tools/memory.py
 
@@ -151,6 +151,10 @@ def build_distiller(name: str, data_root: str):
     teacher_file = os.path.join(data_root, f'teacher_{name}.py')
     teacher.dump(teacher_file)
     stock_teacher = build_teacher(teacher_file, RANDOM_TEACHER)
+    if name in DETR or SHIPPED.get(name) in DETR:
+        # DINO's level_embed is created uninitialised (at times NaN): mmdet's init for it,
+        # PyTorch's for the layers (nothing is downloaded: no init_cfg above).
+        init_weights_of_unowned_parameters(stock_teacher)
     teacher_ckpt = os.path.join(data_root, f'teacher_{name}.pth')
     torch.save(dict(state_dict=stock_teacher.state_dict()), teacher_ckpt)
     cfg.model.student = student.model

@@ -30,6 +30,7 @@ from scipy import special, stats
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdist.registry import MODELS
+from mmdist.testing import init_weights_of_unowned_parameters
 from mmdist.testing._classification import (TEACHER_MEAN, TEACHER_STD, make_imagenet_shapes,
                                             write_classification_configs)
 from mmdist.testing._detection import DET_CONFIGS
@@ -86,12 +87,17 @@ def library_model(cfg: Config, scope: str) -> torch.nn.Module:
         return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
 
 
-def save_checkpoint(cfg_path: str, out: str, scope: str, seed: int = 7) -> str:
+def save_checkpoint(cfg_path: str, out: str, scope: str, seed: int = 7,
+                    init_unowned: bool = False) -> str:
     """Build a config's model (PyTorch's default initialisation: logits that vary by
     O(1), not mmdet's near-constant prior), give its BatchNorms random statistics and
-    affine parameters (so folding them is not a no-op) and save a plain checkpoint."""
+    affine parameters (so folding them is not a no-op) and save a plain checkpoint.
+    ``init_unowned``: the library's init for parameters no PyTorch layer owns (DETR
+    family: ``level_embed`` is created uninitialised)."""
     torch.manual_seed(seed)
     model = library_model(Config.fromfile(cfg_path), scope)
+    if init_unowned:
+        init_weights_of_unowned_parameters(model)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, _BatchNorm):
@@ -868,7 +874,8 @@ def detr_pairs(tmp_path_factory, coco_root):
         paths = write_detr_configs(tmp, coco_root, pair,
                                    teacher_model=dict(data_preprocessor=preprocessor),
                                    **settings)
-        save_checkpoint(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet')
+        save_checkpoint(paths['teacher_cfg'], paths['teacher_ckpt'], 'mmdet',
+                        init_unowned=True)
         pairs[pair] = paths
     return pairs
 
@@ -885,6 +892,7 @@ def test_detr_family_loss_values(detr_pairs, pair, layers):
     plain mmdet model on its own preprocessor's batch (other mean / std / channels)."""
     paths = detr_pairs[pair]
     model, cfg = build_distiller(paths['config'], 'mmdet', query_layers=layers)
+    init_weights_of_unowned_parameters(model.student)  # DINO's level_embed
     # The random DETR's queries are near-alike: in float32 two teacher queries swap in
     # one image's matching (a cost difference below float32 rounding), so it runs in
     # float64 (mmdet's DINO denoising queries are float32 only).
