@@ -8,8 +8,11 @@ import os.path as osp
 from typing import Dict, Optional
 
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope, init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES
+from mmdist.registry import MODELS
 from mmdist.testing import (TINY_GN, save_teacher_checkpoint, shipped_config_dir, tiny_detr,
                             tiny_retinanet, tiny_rtmdet, tiny_swin, tiny_two_stage,
                             write_config)
@@ -183,3 +186,22 @@ def write_detr_configs(tmp: str, coco_root: str, pair: str, teacher_init: bool =
         f'teacher_cfg={paths["teacher_cfg"]!r}, teacher_ckpt={teacher_ckpt!r}, '
         f'**{model!r})\n' + data_overrides(coco_root))
     return dict(config=config, teacher_ckpt=teacher_ckpt, **paths)
+
+
+def build_distiller(cfg_path: str, **model_overrides):
+    """The model of a distillation config (with ``model_overrides``) in mmdet's scope,
+    and the config."""
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.update(model_overrides)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg.model), cfg
+
+
+def train_batch(model, cfg: Config, num_images: int = 2) -> dict:
+    """The first ``num_images`` images of the config's training set through its pipeline
+    and the model's data preprocessor (training mode)."""
+    init_default_scope('mmdet')
+    from mmdet.registry import DATASETS
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    return model.data_preprocessor(pseudo_collate([dataset[i] for i in range(num_images)]),
+                                   True)

@@ -9,13 +9,12 @@ import pytest
 import torch
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from mmdist.models.utils.teacher import RANDOM_TEACHER
-from mmdist.registry import MODELS
-from mmdist.testing._detection import write_config, write_detr_configs, write_retinanet_configs
+from mmdist.testing._detection import (build_distiller, train_batch, write_config,
+                                       write_detr_configs, write_retinanet_configs)
 
 pytestmark = pytest.mark.usefixtures('one_cpu_thread')  # tests/conftest.py
 
@@ -32,18 +31,6 @@ def detr(tmp_path_factory, coco_root):
             for pair in PAIRS}
 
 
-def build(cfg_path, **model_overrides):
-    cfg = Config.fromfile(cfg_path)
-    cfg.model.update(model_overrides)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model), cfg
-
-
-def train_batch(model, cfg):
-    init_default_scope('mmdet')
-    from mmdet.registry import DATASETS
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    return model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
 
 
 @pytest.mark.parametrize('pair', PAIRS)
@@ -52,7 +39,7 @@ def test_gradient_reaches_the_student_only_and_the_teacher_never_changes(detr, p
     gradient and no teacher parameter one; after an SGD step on the full loss the
     teacher's weights and buffers are bit-identical, the student's have changed, and the
     teacher is in neither the optimizer's parameters nor the checkpoint."""
-    model, cfg = build(detr[pair]['config'], **BOXES)
+    model, cfg = build_distiller(detr[pair]['config'], **BOXES)
     assert type(model.unit).__name__ == 'HungarianQueries'
     model.init_weights()
     model.train()
@@ -92,7 +79,7 @@ def test_student_losses_are_the_plain_models_at_distillation_weight_zero(detr, p
     zero = dict(loss_cls=dict(loss_weight=0.0),
                 loss_bbox=dict(type='mmdet.L1Loss', loss_weight=0.0),
                 loss_iou=dict(type='mmdet.GIoULoss', loss_weight=0.0), query_layers='all')
-    model, cfg = build(detr[pair]['config'], **zero)
+    model, cfg = build_distiller(detr[pair]['config'], **zero)
     model.init_weights()
     model.train()
     ckpt = str(tmp_path / 'student.pth')
@@ -128,10 +115,10 @@ def test_unsupported_pairs_and_options_are_build_time_errors(detr, tmp_path, coc
     # A dense teacher for a query student, a query teacher for a dense student.
     with pytest.raises(TypeError, match='^teacher_cfg model: query distillation supports the '
                        'detectors DETR, DeformableDETR, DINO .*got RetinaNet with RetinaHead'):
-        build(dino, teacher_cfg=retina['teacher_cfg'], **random)
+        build_distiller(dino, teacher_cfg=retina['teacher_cfg'], **random)
     with pytest.raises(TypeError, match='^teacher_cfg: a RetinaHead student needs a dense '
                        'teacher head'):
-        build(retina['config'], teacher_cfg=dino_teacher, **random)
+        build_distiller(retina['config'], teacher_cfg=dino_teacher, **random)
     # A DETR-family head mmdist does not read (Conditional DETR's own forward).
     conditional = Config.fromstring(
         "_base_ = ['mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py']\n",
@@ -140,39 +127,40 @@ def test_unsupported_pairs_and_options_are_build_time_errors(detr, tmp_path, coc
     conditional.neck.in_channels = [512]
     with pytest.raises(TypeError, match='^model.student: query distillation supports the '
                        'detectors .*got ConditionalDETR with ConditionalDETRHead'):
-        build(_model(tmp_path, 'conditional', dino,
-                     dict(student=dict(_delete_=True, **conditional.to_dict()))), **random)
+        build_distiller(_model(tmp_path, 'conditional', dino,
+                               dict(student=dict(_delete_=True, **conditional.to_dict()))),
+                        **random)
     # Other classes; sigmoid vs softmax classifiers.
     classes = _model(tmp_path, 'classes', dino_teacher, dict(bbox_head=dict(num_classes=5)))
     with pytest.raises(ValueError, match='model.student.bbox_head.num_classes: student and '
                        'teacher differ in num_classes'):
-        build(dino, teacher_cfg=classes, **random)
+        build_distiller(dino, teacher_cfg=classes, **random)
     with pytest.raises(ValueError, match='model.student.bbox_head.loss_cls.use_sigmoid: '
                        'student and teacher differ in class channels'):
-        build(dino, teacher_cfg=detr['detr']['teacher_cfg'], **random)
+        build_distiller(dino, teacher_cfg=detr['detr']['teacher_cfg'], **random)
     # A student without a matcher.
     student = copy.deepcopy(dino_cfg.model.student)
     student.train_cfg = None
     with pytest.raises(ValueError, match='model.student.train_cfg.assigner'):
-        build(dino, student=student, **random)
+        build_distiller(dino, student=student, **random)
     # Dense options for a query student; query options for other students.
     for option in (dict(dense_rows='location'), dict(mask_padding=False),
                    dict(score='class')):
         with pytest.raises(ValueError, match='model.dense_rows / model.mask_padding / '
                            'model.score'):
-            build(dino, **option, **random)
+            build_distiller(dino, **option, **random)
     with pytest.raises(TypeError, match='model.cross_head: the student head DINOHead is not '
                        'a supported dense head'):
-        build(dino, cross_head=True, **random)
+        build_distiller(dino, cross_head=True, **random)
     with pytest.raises(ValueError, match=r"model.query_layers: expected one of \('last', "
                        r"'all'\), got 'first'"):
-        build(dino, query_layers='first', **random)
+        build_distiller(dino, query_layers='first', **random)
     for option in (dict(query_layers='all'), BOXES):
         with pytest.raises(ValueError, match='model.query_layers / model.loss_bbox / '
                            'model.loss_iou: .*this student has none'):
-            build(retina['config'], **option, **random)
+            build_distiller(retina['config'], **option, **random)
     with pytest.raises(ValueError, match='model.loss_iou.loss_weight: expected >= 0'):
-        build(dino, loss_iou=dict(type='mmdet.GIoULoss', loss_weight=-1.0), **random)
+        build_distiller(dino, loss_iou=dict(type='mmdet.GIoULoss', loss_weight=-1.0), **random)
     with pytest.raises(KeyError, match='model.loss_bbox: '):
-        build(dino, loss_bbox=dict(type='NoSuchLoss'), **random)
+        build_distiller(dino, loss_bbox=dict(type='NoSuchLoss'), **random)
 

@@ -12,15 +12,13 @@ import torch
 from mmdet.models.dense_heads import RetinaHead
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 from mmdist.models.utils.teacher import RANDOM_TEACHER
-from mmdist.registry import MODELS
 from mmdist.testing import shipped_config_dir
-from mmdist.testing._detection import (data_overrides, write_config, write_dense_configs,
-                                       write_faster_rcnn_configs)
+from mmdist.testing._detection import (build_distiller, data_overrides, train_batch, write_config,
+                                       write_dense_configs, write_faster_rcnn_configs)
 
 pytestmark = pytest.mark.usefixtures('one_cpu_thread')  # tests/conftest.py
 
@@ -49,18 +47,6 @@ def yolox(tmp_path_factory, coco_root):
     return dict(config=config)
 
 
-def build(cfg_path, **model_overrides):
-    cfg = Config.fromfile(cfg_path)
-    cfg.model.update(model_overrides)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model), cfg
-
-
-def train_batch(model, cfg):
-    init_default_scope('mmdet')
-    from mmdet.registry import DATASETS
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    return model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
 
 
 def paths_of(name, dense, yolox):
@@ -76,7 +62,7 @@ def test_gradient_reaches_the_student_only_and_the_teacher_never_changes(
     teacher classifier for cross-head) and the adapters one; no teacher parameter gets a
     gradient; after an SGD step on the full loss the teacher's weights and buffers are
     bit-identical and the student's have changed."""
-    model, cfg = build(paths_of(name, dense, yolox)['config'])
+    model, cfg = build_distiller(paths_of(name, dense, yolox)['config'])
     assert type(model.unit).__name__ == unit
     model.init_weights()
     model.train()
@@ -106,10 +92,10 @@ def test_gradient_reaches_the_student_only_and_the_teacher_never_changes(
 
 
 def test_same_family_keeps_the_direct_path_unless_cross_head_is_asked(dense):
-    model, _ = build(dense['retinanet']['config'], teacher_ckpt=RANDOM_TEACHER)
+    model, _ = build_distiller(dense['retinanet']['config'], teacher_ckpt=RANDOM_TEACHER)
     assert type(model.unit).__name__ == 'DenseDirect'
-    model, _ = build(dense['retinanet']['config'], teacher_ckpt=RANDOM_TEACHER,
-                     cross_head=True)
+    model, _ = build_distiller(dense['retinanet']['config'], teacher_ckpt=RANDOM_TEACHER,
+                               cross_head=True)
     assert type(model.unit).__name__ == 'CrossHead'
     assert [type(a).__name__ for a in model.unit.adapters] == ['Conv2d'] * 5  # 16 -> 32
 
@@ -119,7 +105,7 @@ def test_unpaired_levels_are_named_in_the_build_log(dense, monkeypatch):
     from mmdist.models.distillers.detection import rows
     monkeypatch.setattr(rows, 'print_log',
                         lambda msg, logger=None, level=logging.INFO: logged.append(msg))
-    model, _ = build(dense['crosshead_rtmdet_atss']['config'])
+    model, _ = build_distiller(dense['crosshead_rtmdet_atss']['config'])
     assert model.unit.pairs.strides == [(8, 8), (16, 16), (32, 32)]
     (message, ) = logged
     assert message.startswith('model.student.bbox_head.anchor_generator.strides: the '
@@ -130,7 +116,7 @@ def test_unpaired_levels_are_named_in_the_build_log(dense, monkeypatch):
 def test_cross_head_runs_the_teachers_classification_branch_only(dense):
     """The teacher's box branch never runs; its classifier runs once per paired level on
     its own features (no_grad) and once more on the student's (with gradients)."""
-    model, cfg = build(dense['crosshead_rtmdet_atss']['config'])
+    model, cfg = build_distiller(dense['crosshead_rtmdet_atss']['config'])
     model.train()
     data = train_batch(model, cfg)
     head = model.teacher.bbox_head
@@ -176,7 +162,7 @@ def test_unsupported_pairs_are_build_time_errors_naming_the_key(dense, yolox, tm
     # Different priors per location, direct path: the message suggests cross-head.
     with pytest.raises(ValueError, match=r'model.student.bbox_head.anchor_generator: .*'
                        r'anchors per location.*model.cross_head=True'):
-        build(rtmdet, teacher_cfg=retina_teacher, **random)
+        build_distiller(rtmdet, teacher_cfg=retina_teacher, **random)
     # No stride in common.
     no_common = _teacher(tmp_path, 'strides', retina_teacher,
                          dict(bbox_head=dict(anchor_generator=dict(strides=[6, 12, 24, 48,
@@ -185,58 +171,58 @@ def test_unsupported_pairs_are_build_time_errors_naming_the_key(dense, yolox, tm
         with pytest.raises(ValueError, match=r'model.student.bbox_head.anchor_generator.'
                            r'strides / teacher_cfg model.bbox_head.anchor_generator.strides'
                            r': the student and teacher heads share no FPN stride'):
-            build(retina, teacher_cfg=no_common, cross_head=cross, **random)
+            build_distiller(retina, teacher_cfg=no_common, cross_head=cross, **random)
     # Other classes (cross-head too).
     classes = _teacher(tmp_path, 'classes', retina_teacher, dict(bbox_head=dict(
         num_classes=5)))
     with pytest.raises(ValueError, match='model.student.bbox_head.num_classes: student and '
                        'teacher differ in num_classes'):
-        build(rtmdet, teacher_cfg=classes, cross_head=True, **random)
+        build_distiller(rtmdet, teacher_cfg=classes, cross_head=True, **random)
     # Sigmoid vs softmax classifiers, direct path.
     softmax = _teacher(tmp_path, 'softmax', retina_teacher, dict(bbox_head=dict(
         loss_cls=dict(_delete_=True, type='CrossEntropyLoss', use_sigmoid=False))))
     with pytest.raises(ValueError, match='model.student.bbox_head.loss_cls.use_sigmoid'):
-        build(retina, teacher_cfg=softmax, **random)
+        build_distiller(retina, teacher_cfg=softmax, **random)
     # A head whose class logits come from its own forward: direct only (runs in full).
     _register_scaled_head()
     scaled = _teacher(tmp_path, 'scaled', retina_teacher,
                       dict(bbox_head=dict(type='_ScaledRetinaHead')))
-    model, _ = build(retina, teacher_cfg=scaled, **random)
+    model, _ = build_distiller(retina, teacher_cfg=scaled, **random)
     assert type(model.unit).__name__ == 'DenseDirect'
     with pytest.raises(TypeError, match='model.cross_head: teacher_cfg model.bbox_head is a '
                        'ScaledRetinaHead'):
-        build(rtmdet, teacher_cfg=scaled, cross_head=True, **random)
+        build_distiller(rtmdet, teacher_cfg=scaled, cross_head=True, **random)
     student = Config.fromfile(retina).model.student
     student.bbox_head.type = '_ScaledRetinaHead'
     with pytest.raises(TypeError, match='model.cross_head: model.student.bbox_head is a '
                        'ScaledRetinaHead'):
-        build(retina, student=student, cross_head=True, **random)
+        build_distiller(retina, student=student, cross_head=True, **random)
     # Dense student, two-stage teacher (both paths); two-stage student, dense options.
     for cross in (False, True):
         with pytest.raises(TypeError, match='teacher_cfg: a RetinaHead student needs a dense '
                            'teacher head'):
-            build(retina, teacher_cfg=faster['teacher_cfg'], cross_head=cross, **random)
+            build_distiller(retina, teacher_cfg=faster['teacher_cfg'], cross_head=cross, **random)
     for option in (dict(cross_head=True), dict(score='class')):
         with pytest.raises(ValueError, match='model.dense_rows / model.mask_padding / '
                            'model.cross_head / model.score'):
-            build(faster['config'], **option, **random)
+            build_distiller(faster['config'], **option, **random)
     with pytest.raises(TypeError, match='teacher_cfg: a two-stage student needs a teacher '
                        'with a StandardRoIHead'):
-        build(faster['config'], teacher_cfg=retina_teacher, **random)
+        build_distiller(faster['config'], teacher_cfg=retina_teacher, **random)
     # score: values, and only for heads with objectness, not with cross-head's classifier.
     with pytest.raises(ValueError, match=r"model.score: expected one of \('class', 'joint'\)"):
-        build(retina, score='obj', **random)
+        build_distiller(retina, score='obj', **random)
     with pytest.raises(ValueError, match="model.score='class': .*neither head has one"):
-        build(retina, score='class', **random)
+        build_distiller(retina, score='class', **random)
     with pytest.raises(ValueError, match="model.score='joint': cross-head distillation"):
-        build(yolox['config'], score='joint', cross_head=True)
+        build_distiller(yolox['config'], score='joint', cross_head=True)
     with pytest.raises(TypeError, match='model.cross_head: expected True or False'):
-        build(retina, cross_head='yes', **random)
+        build_distiller(retina, cross_head='yes', **random)
     # YOLOX student (1 prior) and a RetinaNet teacher (9 anchors): cross-head only.
     yolox_retina = dict(teacher_cfg=retina_teacher, teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(ValueError, match='anchors per location'):
-        build(yolox['config'], **yolox_retina)
-    model, _ = build(yolox['config'], cross_head=True, score=None, **yolox_retina)
+        build_distiller(yolox['config'], **yolox_retina)
+    model, _ = build_distiller(yolox['config'], cross_head=True, score=None, **yolox_retina)
     assert type(model.unit).__name__ == 'CrossHead'
 
 
@@ -244,7 +230,7 @@ def test_stopped_distillation_trains_the_student_alone(dense):
     """distill_stopped (set by mmdist.StopDistillHook): the teacher does not run, the
     student's losses are those of the student alone, loss_dist_cls is 0 and the adapters
     get a (zero) gradient, so that DDP sees every parameter used."""
-    model, cfg = build(dense['crosshead_gfl_retinanet']['config'])
+    model, cfg = build_distiller(dense['crosshead_gfl_retinanet']['config'])
     model.train()
     data = train_batch(model, cfg)
     ran = []
@@ -268,7 +254,7 @@ def test_stopped_distillation_trains_the_student_alone(dense):
 def test_a_copy_shares_the_teacher(dense):
     """mmengine's EMAHook deep-copies the model: the copy shares the frozen teacher and has
     its own student and adapters."""
-    model, _ = build(dense['crosshead_gfl_retinanet']['config'])
+    model, _ = build_distiller(dense['crosshead_gfl_retinanet']['config'])
     copied = copy.deepcopy(model)
     assert copied.teacher is model.teacher
     assert copied.student is not model.student
@@ -281,7 +267,7 @@ def test_yolox_mode_switch_hook_reaches_the_students_head(yolox):
     """mmdet's YOLOXModeSwitchHook turns on the L1 loss of ``model.detector.bbox_head``
     when a model has ``detector`` (the distiller's is the student)."""
     from mmdet.engine.hooks import YOLOXModeSwitchHook
-    model, _ = build(yolox['config'])
+    model, _ = build_distiller(yolox['config'])
     assert model.student.bbox_head.use_l1 is False
     skipped = []
     runner = SimpleNamespace(
@@ -304,6 +290,7 @@ def test_adapters_and_connectors_leave_the_students_initial_weights_as_alone(den
         DET_MODELS.build(copy.deepcopy(cfg.model.student))
     alone = torch.rand(4)
     torch.manual_seed(3)
-    model, _ = build(dense['crosshead_gfl_retinanet']['config'], mimic=dict(loss_weight=1.0))
+    model, _ = build_distiller(dense['crosshead_gfl_retinanet']['config'],
+                               mimic=dict(loss_weight=1.0))
     assert len(model.unit.adapters) == 5 and model.mimic is not None
     assert torch.equal(torch.rand(4), alone)
