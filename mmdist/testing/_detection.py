@@ -4,9 +4,11 @@
 Each helper writes config files into a temporary folder; test configs ``_base_`` the
 shipped distillation config and override only sizes, data paths and the schedule.
 """
+import copy
 import os.path as osp
 from typing import Dict, Optional
 
+import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
@@ -159,10 +161,11 @@ def write_detr_configs(tmp: str, coco_root: str, pair: str, teacher_init: bool =
                        teacher_model: Optional[dict] = None, **model) -> Dict[str, str]:
     """Tiny student and teacher configs of :data:`DETR_PAIRS` ``pair`` (plain mmdet
     configs), a teacher checkpoint, and a distillation config inheriting the shipped DINO
-    config with that student (for ``'dino'``: the shipped student shrunk) and teacher (``model``: more distiller settings;
-    ``teacher_model``: more teacher overrides, e.g. its data preprocessor). The
-    teacher keeps PyTorch's initialisation unless ``teacher_init`` (see
-    :func:`save_teacher_checkpoint`): mmdet's prior makes its class logits all alike."""
+    config with that student (for ``'dino'``: the shipped student shrunk) and teacher
+    (``model``: more distiller settings; ``teacher_model``: more teacher overrides, e.g.
+    its data preprocessor). The teacher keeps PyTorch's initialisation unless
+    ``teacher_init`` (see :func:`save_teacher_checkpoint`): mmdet's prior makes its class
+    logits all alike."""
     student_base, student, teacher_base, teacher = DETR_PAIRS[pair]
     teacher = dict(teacher, **(teacher_model or {}))
     paths = {}
@@ -205,3 +208,22 @@ def train_batch(model, cfg: Config, num_images: int = 2) -> dict:
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     return model.data_preprocessor(pseudo_collate([dataset[i] for i in range(num_images)]),
                                    True)
+
+
+def step_changes_the_student_only(model, losses: dict) -> None:
+    """One SGD step (lr 0.1) on the sum of the ``loss*`` entries of ``losses`` (a
+    distiller's output, graph kept): afterwards the teacher's state is bit-identical, the
+    student's floating-point state changed, and the teacher is not in the distiller's
+    state dict."""
+    teacher_before = copy.deepcopy(model.teacher.state_dict())
+    student_before = copy.deepcopy(model.student.state_dict())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items()
+        if 'loss' in k).backward()
+    optimizer.step()
+    for key, value in model.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+    assert any(not torch.equal(v, student_before[k])
+               for k, v in model.student.state_dict().items() if v.is_floating_point())
+    assert not any(k.startswith('teacher') for k in model.state_dict())
