@@ -207,6 +207,12 @@ def test_padding_rows_are_left_out(retina, dense_rows):
         # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
         valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * rows_per_cell
         assert level_weight[full:].sum() == valid, level
+    if dense_rows == 'anchor':  # row for row, mmdet's own rule (the anchor generator's)
+        generator = model.student.bbox_head.prior_generator
+        flags = [generator.valid_flags([(n, n) for n in sizes], shape, device='cpu')
+                 for shape in ((64, 64), (40, 24))]
+        assert torch.equal(weight.bool(), torch.cat([f[level] for level in range(len(sizes))
+                                                     for f in flags]))
     # No padding at all: no weights.
     seen.clear()
     rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((64, 64))])
