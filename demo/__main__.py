@@ -8,6 +8,8 @@ import shlex
 import sys
 from typing import List, Optional
 
+from mmdist.utils.cpu_determinism import NO_PIN_HELP, NO_PIN_OPTION, reexec_pinned
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -28,6 +30,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1: robust on a shared '
                         'machine, and numbers do not depend on the core count)')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     parser.add_argument('--verbose', action='store_true',
                         help='also print the runners\' own logs (always in each stage\'s '
                         'demo_stage.log)')
@@ -35,14 +38,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None):
+    """Run the demo with ``argv`` (default: the command line). From the command line,
+    the pinned CPU settings are put in the environment first (the process re-executes
+    itself with them: torch reads them when it loads)."""
     args = parse_args(argv)
-    # Imported here so that --help is instant.
+    if argv is None and args.pin_cpu:
+        reexec_pinned()
     from demo import DemoOptions, run_demo
     command = ' '.join(['python -m demo'] + [shlex.quote(a) for a in
                                             (sys.argv[1:] if argv is None else argv)])
     options = DemoOptions(task=args.task, out_dir=args.out_dir, tiny=args.tiny,
                           seeds=args.seeds, retrain_teacher=args.retrain_teacher,
-                          verbose=args.verbose, threads=args.threads, command=command)
+                          verbose=args.verbose, threads=args.threads, pin_cpu=args.pin_cpu,
+                          command=command)
     return run_demo(options)
 
 

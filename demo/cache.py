@@ -2,15 +2,16 @@
 """The trained teacher, cached and reused by later runs of the demo.
 
 A teacher is keyed by a hash of its fully resolved config (the demo config with every
-``_base_`` merged, plus the demo's schedule and seed options), the dataset fingerprint
-and the mmdist version. Its work directory ``<task>/teacher/<key>/`` is the cache
-entry; ``entry.json`` (written last) marks it complete. Changing the teacher config,
-the data or the schedule gives a new key, hence a new teacher.
+``_base_`` merged, plus the demo's schedule and seed options), the dataset fingerprint,
+the CPU settings (pinned or not, threads) and the mmdist version. Its work directory
+``<task>/teacher/<key>/`` is the cache entry; ``entry.json`` (written last) marks it
+complete. Changing the teacher config, the data, the schedule or the CPU settings gives
+a new key, hence a new teacher.
 """
 import hashlib
 import json
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -20,12 +21,15 @@ from .stages import StageResult
 ENTRY = 'entry.json'
 
 
-def teacher_key(config: str, options: Sequence[str], data_fingerprint: str) -> str:
-    """A short hash of everything that decides the trained teacher's weights."""
+def teacher_key(config: str, options: Sequence[str], data_fingerprint: str,
+                cpu: Dict) -> str:
+    """A short hash of everything that decides the trained teacher's weights; ``cpu``:
+    the CPU settings it trains with (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.key`:
+    a teacher trained unpinned is not reused by a pinned run, nor the other way round)."""
     cfg = Config.fromfile(config)
     payload = json.dumps(
         dict(config=cfg.to_dict(), options=list(options), data=data_fingerprint,
-             mmdist=__version__),
+             mmdist=__version__, cpu=cpu),
         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -22,8 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO
 
-import torch
-
+from mmdist.utils.cpu_determinism import CpuPinning, cpu_model, pinned_torch
 from .cache import TeacherCache, teacher_key
 from .console import Console, format_duration, routed_output
 from .data import prepare_data
@@ -46,6 +45,9 @@ class DemoOptions:
         retrain_teacher: ignore the teacher cache.
         verbose: also show the runners' own log output.
         threads: torch intra-op threads while the demo runs (see :func:`run_demo`).
+        pin_cpu: run with the CPU code paths pinned (:mod:`mmdist.utils.cpu_determinism`):
+            :func:`run_demo` sets the run-time part (oneDNN off, ...); the environment part
+            must be set before torch loads (``python -m demo`` does).
         command: the command line, quoted in the report.
     """
 
@@ -56,6 +58,7 @@ class DemoOptions:
     retrain_teacher: bool = False
     verbose: bool = False
     threads: int = 1
+    pin_cpu: bool = True
     command: str = 'python -m demo'
 
 
@@ -108,7 +111,7 @@ def _run_stage(console: Console, title: str, work_dir: str, **kwargs) -> StageRe
 
 
 def run_task(task: DemoTask, options: DemoOptions, console: Console, router,
-             out_dir: str) -> List[StageResult]:
+             out_dir: str, pinning: CpuPinning) -> List[StageResult]:
     """Data, teacher and the three students of one task; returns their results."""
     task_dir = osp.join(out_dir, task.name)
     spec = task.tiny_data if options.tiny else task.data
@@ -127,10 +130,10 @@ def run_task(task: DemoTask, options: DemoOptions, console: Console, router,
                                        ('kd', 'student'), ('dist', 'student'))}
     results = []
 
-    # Teacher: cached by config + data + schedule.
+    # Teacher: cached by config + data + schedule + CPU settings.
     config = demo_config(task.configs['teacher'])
     cache = TeacherCache(task_dir)
-    key = teacher_key(config, schedule.get('teacher', []), data.fingerprint)
+    key = teacher_key(config, schedule.get('teacher', []), data.fingerprint, pinning.key())
     teacher = None if options.retrain_teacher else cache.load(key)
     title = f'{task.name} · teacher ({osp.basename(config)})'
     if teacher is not None:
@@ -188,11 +191,13 @@ def _data_summary(task: DemoTask, options: DemoOptions) -> str:
 def run_demo(options: DemoOptions, stream: Optional[TextIO] = None) -> DemoRun:
     """Run the demo; print progress to ``stream`` (default: ``sys.stdout``).
 
-    Torch runs with ``options.threads`` intra-op threads (default 1), restored afterwards.
-    On a machine whose cores are also busy with other work, OpenMP threads waiting for
-    each other made a training step of the detection student up to 8x slower (measured:
-    0.7 s with 2 threads, 0.09 s with 1). One thread also keeps the numbers independent
-    of the core count; ``threads=2`` may be faster on an idle machine.
+    Torch runs with ``options.threads`` intra-op threads (default 1) and, with
+    ``options.pin_cpu``, the pinned settings (:func:`~mmdist.utils.cpu_determinism.
+    pinned_torch`); both are restored afterwards. On a machine whose cores are also busy
+    with other work, OpenMP threads waiting for each other made a training step of the
+    detection student up to 8x slower (measured: 0.7 s with 2 threads, 0.09 s with 1).
+    One thread also keeps the numbers independent of the core count; ``threads=2`` may
+    be faster on an idle machine.
     """
     tasks = select_tasks(options.task)
     out_dir = osp.abspath(options.out_dir)
@@ -201,17 +206,12 @@ def run_demo(options: DemoOptions, stream: Optional[TextIO] = None) -> DemoRun:
     if not seeds:
         raise ValueError('need at least one seed')
     options.seeds = seeds
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(max(int(options.threads), 1))
-    try:
-        run = _run_all(options, tasks, out_dir, seeds, stream)
-    finally:
-        torch.set_num_threads(saved_threads)
-    return run
+    with pinned_torch(int(options.threads), options.pin_cpu) as pinning:
+        return _run_all(options, tasks, out_dir, seeds, stream, pinning)
 
 
 def _run_all(options: DemoOptions, tasks: Sequence[DemoTask], out_dir: str,
-             seeds: List[int], stream: Optional[TextIO]) -> DemoRun:
+             seeds: List[int], stream: Optional[TextIO], pinning: CpuPinning) -> DemoRun:
     run = DemoRun()
     with routed_output(echo=options.verbose, terminal=stream) as router, \
             router.to_file(osp.join(out_dir, 'demo.log')):
@@ -219,12 +219,13 @@ def _run_all(options: DemoOptions, tasks: Sequence[DemoTask], out_dir: str,
         console.info(f'mmdist demo: teacher, student, student + KD, student + DIST on '
                      f'synthetic data ({", ".join(t.name for t in tasks)}; '
                      f'{"--tiny smoke test" if options.tiny else "full"}; seeds '
-                     f'{" ".join(map(str, seeds))}; {torch.get_num_threads()} torch '
-                     f'thread(s)); output in {out_dir}')
+                     f'{" ".join(map(str, seeds))}); output in {out_dir}')
+        console.info(f'{cpu_model()}: {pinning.describe()}')
         console.info('each stage logs to <work dir>/demo_stage.log, the rest to demo.log'
                      + ('' if options.verbose else ' (--verbose shows them here)'))
         for task in tasks:
-            run.results[task.name] = run_task(task, options, console, router, out_dir)
+            run.results[task.name] = run_task(task, options, console, router, out_dir,
+                                              pinning)
             console.print()
             for line in table_lines(task, build_rows(task, run.results[task.name])):
                 console.print('  ' + line)
@@ -235,10 +236,12 @@ def _run_all(options: DemoOptions, tasks: Sequence[DemoTask], out_dir: str,
         run.report = osp.join(out_dir, 'report.md')
         write_report(run.report, tasks, run.results, run.wall_seconds, options.command,
                      run.plot, options.tiny,
-                     {task.name: _data_summary(task, options) for task in tasks})
+                     {task.name: _data_summary(task, options) for task in tasks},
+                     pinning.describe())
         run.results_json = osp.join(out_dir, 'results.json')
         with open(run.results_json, 'w', encoding='utf-8') as f:
             json.dump(dict(wall_seconds=run.wall_seconds, tiny=options.tiny, seeds=seeds,
+                           cpu=dict(pinning.key(), model=cpu_model()),
                            results={name: [r.to_json() for r in rs]
                                     for name, rs in run.results.items()}), f, indent=1)
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from mmdist.utils.cpu_determinism import cpu_model
 from .console import format_duration
 from .stages import StageResult
 from .tasks import DISTILLED, ROLE_NAMES, ROLES, DemoTask
@@ -150,8 +151,9 @@ def findings(task: DemoTask, results: Sequence[StageResult]) -> List[str]:
 
 def write_report(path: str, tasks: Sequence[DemoTask], results: Dict[str, List[StageResult]],
                  wall_seconds: float, command: str, plot_file: Optional[str],
-                 tiny: bool, data_summaries: Dict[str, str]) -> None:
-    """Write the markdown report of a demo run."""
+                 tiny: bool, data_summaries: Dict[str, str], cpu: str) -> None:
+    """Write the markdown report of a demo run; ``cpu``: the CPU settings' line
+    (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.describe`)."""
     now = datetime.datetime.now().astimezone()
     lines = [
         '# mmdist demo report', '',
@@ -160,7 +162,8 @@ def write_report(path: str, tasks: Sequence[DemoTask], results: Dict[str, List[S
         '- mode: ' + ('--tiny (smoke test: a few iterations, numbers meaningless)'
                       if tiny else 'full'),
         f'- machine: {platform.machine()}, {_cpu_count()} CPU cores, torch {torch.__version__}'
-        f' ({"CUDA" if torch.cuda.is_available() else "CPU only"})',
+        f' ({"CUDA" if torch.cuda.is_available() else "CPU only"}), {cpu_model()}',
+        f'- {cpu}',
         f'- **measured wall time: {format_duration(wall_seconds)}** (data generation, training '
         'and evaluation of every stage in this run' +
         ('; a cached teacher is not retrained, its original training time is shown in the '

@@ -1,6 +1,9 @@
 # `make demo`, detection student + DIST: det_student.py wrapped in mmdist's
-# DetectionDistiller with the DIST loss on the per-anchor sigmoid class scores, exactly
-# as configs/dist_det/dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py.
+# DetectionDistiller with the DIST loss on the sigmoid class scores, as
+# configs/dist_det/dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py does but with
+# the distiller's default rows (one per anchor, padding masked) where the paper config
+# uses the official code's (one per location, padding kept): on this data per-anchor rows
+# gave the better students (docs/detection.md, "Row layouts, measured").
 _base_ = ['./det_student.py']
 
 model = dict(

@@ -1,6 +1,8 @@
 # `make demo`, segmentation student + DIST: seg_student.py wrapped in mmdist's
 # SegmentationDistiller with the shipped DIST setting (tau 1; weight 1.0 on the decode
-# logits, 0.4 on the auxiliary logits), as configs/dist_seg/*.py.
+# logits, 0.4 on the auxiliary logits), as configs/dist_seg/*.py, with the distiller's
+# default of leaving ignored pixels out (the paper's 40k configs compare every pixel, as
+# the official code does: mask_ignored=False).
 _base_ = ['./seg_student.py']
 
 model = dict(

@@ -8,7 +8,8 @@ _base_ = ['./dist_deeplabv3-r101-d8_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.p
 # best checkpoint kept (the paper's number is the best of these 100 validations).
 # Its training pipeline (segmentation/dataset/datasets.py CSTrainValSet): rescale by a
 # factor 0.5 + randint(0, 15) / 10, random 512x1024 crop, horizontal flip; no photometric
-# distortion, no `cat_max_ratio`. DIST on the heads' logits at their 1/8 resolution.
+# distortion, no `cat_max_ratio`. DIST on the heads' logits at their 1/8 resolution, every
+# pixel of the crop (its losses/dist_kd.py reshapes the whole logit maps; mask_ignored=False).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -37,6 +38,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
+model = dict(mask_ignored=False)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(optimizer=dict(lr=0.02, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [

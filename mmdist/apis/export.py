@@ -115,7 +115,9 @@ def check_student_fits(plain_cfg: Config, state_dict: Dict, checkpoint: str) -> 
     """Build the plain student of ``plain_cfg`` and check that ``state_dict`` is exactly its
     weights (same keys and shapes); the error names the keys that differ."""
     with DefaultScope.overwrite_default_scope(plain_cfg.get('default_scope')):
-        model = MODELS.build(plain_cfg.model)
+        # A copy: DETR-family detectors write into their bbox_head config when built,
+        # and the exported config must stay the one plain mmdet builds from.
+        model = MODELS.build(copy.deepcopy(plain_cfg.model))
     fit = fit_checkpoint(model.state_dict(), state_dict)
     if fit.missing or fit.mismatched or fit.unexpected:
         raise CheckpointError(

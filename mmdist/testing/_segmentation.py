@@ -5,8 +5,8 @@ from typing import Dict
 
 from mmengine.config import Config
 
-from mmdist.testing import (save_teacher_checkpoint, shipped_config_dir, shrink_segmentor,
-                            write_config)
+from mmdist.testing import (save_teacher_checkpoint, shipped_config_dir, shrink_mask2former,
+                            shrink_segformer, shrink_segmentor, write_config)
 
 SEG_CONFIGS = shipped_config_dir('dist_seg')
 
@@ -39,27 +39,45 @@ randomness = dict(seed=0)
 '''
 
 
-def write_segmentation_configs(tmp: str, root: str, student: str = 'deeplabv3',
-                               protocol: str = '8xb2-40k') -> Dict[str, str]:
-    """Tiny DeepLabV3 teacher (+checkpoint) and the shipped config for ``student`` shrunk."""
-    teacher = Config.fromstring(
-        "_base_ = ['mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py']\n",
-        '.py')
-    shrink_segmentor(teacher, 16)
-    teacher_cfg = osp.join(tmp, 'teacher_deeplabv3.py')
+def shrink_seg_model(cfg: Config, width: int) -> None:
+    """Shrink a DeepLabV3 / PSPNet (ResNetV1c-d8), SegFormer or Mask2Former config in place
+    (``width``: the ResNet base width, MiT ``embed_dims`` or Swin ``embed_dims``)."""
+    if cfg.model.decode_head.type == 'Mask2FormerHead':
+        shrink_mask2former(cfg, width)
+    elif cfg.model.backbone.type == 'MixVisionTransformer':
+        shrink_segformer(cfg, width)
+    else:
+        shrink_segmentor(cfg, width)
+
+
+def write_tiny_shipped_config(tmp: str, root: str, shipped_name: str,
+                              teacher_name: str = 'teacher') -> Dict[str, str]:
+    """A shipped ``configs/dist_seg`` config with its student and its stock teacher config
+    shrunk (:func:`shrink_seg_model`), a teacher checkpoint (``<teacher_name>.pth``) and
+    the tiny data of ``root``."""
+    shipped = osp.join(SEG_CONFIGS, shipped_name)
+    teacher_base = Config.fromfile(shipped).model.teacher_cfg
+    teacher = Config.fromstring(f'_base_ = [{teacher_base!r}]\n', '.py')
+    shrink_seg_model(teacher, 16)
+    teacher_cfg = osp.join(tmp, f'{teacher_name}.py')
     teacher.dump(teacher_cfg)
-    teacher_ckpt = save_teacher_checkpoint(teacher_cfg, osp.join(tmp, 'teacher_deeplabv3.pth'),
+    teacher_ckpt = save_teacher_checkpoint(teacher_cfg, osp.join(tmp, f'{teacher_name}.pth'),
                                            scope='mmseg')
-    shipped = osp.join(
-        SEG_CONFIGS,
-        f'dist_deeplabv3-r101-d8_{student}-r18-d8_{protocol}_cityscapes-512x1024.py')
     student_cfg = Config.fromfile(shipped)
     student_cfg.model = student_cfg.model.student
-    shrink_segmentor(student_cfg, 8)
+    shrink_seg_model(student_cfg, 8)
     cfg = write_config(
-        osp.join(tmp, f'dist_{student}_tiny.py'),
+        osp.join(tmp, f'tiny_{shipped_name}'),
         f'_base_ = [{shipped!r}]\n'
         f'model = dict(student=dict(_delete_=True, **{student_cfg.model.to_dict()!r}), '
         f'teacher_cfg={teacher_cfg!r}, teacher_ckpt={teacher_ckpt!r})\n' +
         data_overrides(root))
     return dict(config=cfg, teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+def write_segmentation_configs(tmp: str, root: str, student: str = 'deeplabv3',
+                               protocol: str = '8xb2-40k') -> Dict[str, str]:
+    """Tiny DeepLabV3 teacher (+checkpoint) and the shipped config for ``student`` shrunk."""
+    return write_tiny_shipped_config(
+        tmp, root, f'dist_deeplabv3-r101-d8_{student}-r18-d8_{protocol}_cityscapes-512x1024.py',
+        'teacher_deeplabv3')

@@ -14,7 +14,7 @@ from demo.paths import demo_config
 
 def write_config(path: str, base: str, evaluators: Sequence[Dict],
                  model: Optional[Dict] = None, paired: bool = True,
-                 comment: str = '') -> str:
+                 comment: str = '', overrides: Optional[Dict] = None) -> str:
     """Write a config inheriting ``configs/demo/<base>``; returns ``path``.
 
     Args:
@@ -22,6 +22,8 @@ def write_config(path: str, base: str, evaluators: Sequence[Dict],
         base: demo config file name (e.g. ``'seg_student_dist.py'``).
         evaluators: the ``test_evaluator`` list.
         model: overrides merged into ``model``.
+        overrides: other top-level entries merged into the base's (e.g.
+            ``train_dataloader``).
         paired: test with ``mmdist.PairedTestLoop`` (students of a distiller); False keeps
             the plain test loop (the teacher evaluated alone).
         comment: first line of the file.
@@ -32,6 +34,8 @@ def write_config(path: str, base: str, evaluators: Sequence[Dict],
              "'allow_failed_imports': False}"]
     if model:
         lines.append(f'model = {model!r}')
+    for key, value in (overrides or {}).items():
+        lines.append(f'{key} = {value!r}')
     if paired:
         lines.append("test_cfg = {'type': 'mmdist.PairedTestLoop'}")
     lines.append(f'test_evaluator = {list(evaluators)!r}')

@@ -58,19 +58,21 @@ def study_lines(result: StudyResult) -> List[str]:
 
 
 def write_outputs(out_dir: str, results: Sequence[StudyResult], command: str,
-                  wall_seconds: float, tiny: bool) -> Dict[str, str]:
-    """Write ``report.md`` and ``results.json`` into ``out_dir``; returns their paths."""
+                  wall_seconds: float, tiny: bool, cpu: str) -> Dict[str, str]:
+    """Write ``report.md`` and ``results.json`` into ``out_dir``; returns their paths.
+    ``cpu``: the CPU settings' line (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.
+    describe`)."""
     date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     lines = ['# Faithfulness study on the demo data', '',
              f'Command: `{command}`' + (' (--tiny: the numbers mean nothing)' if tiny else ''),
              f'Date: {date}. Machine: {machine()}. Wall time: '
-             f'{format_duration(wall_seconds)}.', '', *_settings_lines(), '']
+             f'{format_duration(wall_seconds)}.', '', cpu, '', *_settings_lines(), '']
     for result in results:
         lines += study_lines(result)
     report = osp.join(out_dir, 'report.md')
     with open(report, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines))
-    data = dict(command=command, date=date, machine=machine(), tiny=tiny,
+    data = dict(command=command, date=date, machine=machine(), cpu=cpu, tiny=tiny,
                 wall_seconds=wall_seconds, studies={
                     r.study.name: dict(
                         title=r.study.title, data_root=r.data_root,

@@ -9,6 +9,8 @@ Study C: as B with triangle and cross 10x rarer (shapes without a common look-al
 Study D: as C with triangle and cross 4x rarer.
 Study E: study D's imbalance for detection (RetinaNet on the demo's COCO-format shapes):
 box AP, per-class AP, fidelity recall per class and class-balanced D-ECE.
+Study F: the detection distiller's dense row layouts (per anchor / per location, padding
+masked / kept) on the demo's balanced detection data and teacher.
 
 Every run trains a ``configs/demo/`` config through ``tools/train.py`` and is tested
 through ``tools/test.py`` with ``mmdist.PairedTestLoop``; the study definitions and the
@@ -31,18 +33,21 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          cpu_model, pinned_torch, reexec_pinned)
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Faithfulness study of distilled '
                                      'segmentation students on the demo data')
     parser.add_argument('--out-dir', default='work_dirs/faithfulness_study',
                         help='data, runs, report.md and results.json')
-    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'E', 'all'], nargs='+',
+    parser.add_argument('--study', choices=['A', 'B', 'C', 'D', 'E', 'F', 'all'], nargs='+',
                         default=['all'],
                         help='A: DIST vs DIST + CutMix; B, C, D: imbalanced data (ring and '
                         'diamond 10x / triangle and cross 10x / 4x rarer), KD vs the DIST '
-                        'options; E: study D for detection (RetinaNet); all: every study '
-                        '(default)')
+                        'options; E: study D for detection (RetinaNet); F: the detection '
+                        'DIST row layouts; all: every study (default)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
                         help='student seeds (default: 0)')
     parser.add_argument('--tiny', action='store_true',
@@ -53,6 +58,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'config and data match (default: work_dirs/demo/seg)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1, as the demo)')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     parser.add_argument('--verbose', action='store_true',
                         help='also print the runners\' logs (always in each run\'s '
                         'demo_stage.log)')
@@ -60,14 +66,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
-    """Run the selected studies; returns the paths of the report and the JSON."""
+    """Run the selected studies; returns the paths of the report and the JSON. From the
+    command line, the pinned CPU settings are put in the environment first (the process
+    re-executes itself with them), as ``python -m demo`` does."""
     args = parse_args(argv)
     if not args.seeds:
         raise ValueError('--seeds needs at least one seed')
     if args.threads < 1:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
-    import torch
-
+    if argv is None and args.pin_cpu:
+        reexec_pinned()
     from demo.console import Console, routed_output
     from projects.faithfulness_study import STUDIES, StudySettings, run_study
     from projects.faithfulness_study.report import write_outputs
@@ -78,26 +86,25 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     names = list(STUDIES) if 'all' in args.study else list(dict.fromkeys(args.study))
     studies = [STUDIES[name] for name in names]
     seeds = list(dict.fromkeys(args.seeds))
-    settings = StudySettings(out_dir=osp.abspath(args.out_dir), seeds=seeds, tiny=args.tiny,
-                             teacher_cache_dirs=[osp.abspath(d) for d in args.teacher_cache])
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        with routed_output(echo=args.verbose) as router:
-            stages = sum(1 + len(s.variants) * len(seeds) for s in studies)
-            console = Console(router.terminal, num_stages=stages)
-            results = []
-            for study in studies:  # outputs rewritten after each study: partial results
-                results.append(run_study(study, settings, console, router))
-                paths = write_outputs(settings.out_dir, results, command, console.elapsed,
-                                      args.tiny)
-            for result in results:
-                console.print(f'\nStudy {result.study.name}: {result.study.title}')
-                for line in markdown_table(result.study, [result.teacher] + result.students):
-                    console.print(line)
-            console.print(f'\nreport:  {paths["report"]}\nresults: {paths["results"]}')
-    finally:
-        torch.set_num_threads(saved_threads)
+    with pinned_torch(args.threads, args.pin_cpu) as pinning, \
+            routed_output(echo=args.verbose) as router:
+        settings = StudySettings(out_dir=osp.abspath(args.out_dir), seeds=seeds,
+                                 tiny=args.tiny, cpu=pinning.key(),
+                                 teacher_cache_dirs=[osp.abspath(d)
+                                                     for d in args.teacher_cache])
+        stages = sum(1 + len(s.variants) * len(seeds) for s in studies)
+        console = Console(router.terminal, num_stages=stages)
+        console.info(f'{cpu_model()}: {pinning.describe()}')
+        results = []
+        for study in studies:  # outputs rewritten after each study: partial results
+            results.append(run_study(study, settings, console, router))
+            paths = write_outputs(settings.out_dir, results, command, console.elapsed,
+                                  args.tiny, pinning.describe())
+        for result in results:
+            console.print(f'\nStudy {result.study.name}: {result.study.title}')
+            for line in markdown_table(result.study, [result.teacher] + result.students):
+                console.print(line)
+        console.print(f'\nreport:  {paths["report"]}\nresults: {paths["results"]}')
     return paths
 
 

@@ -13,7 +13,7 @@ import os.path as osp
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from demo.cache import TeacherCache, teacher_key
 from demo.console import Console, format_duration
@@ -31,6 +31,9 @@ class StudySettings:
 
     Attributes:
         out_dir: output directory (absolute).
+        cpu: the CPU settings the runs train with
+            (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.key`; part of the teacher's
+            cache key).
         seeds: student seeds (the teacher is trained once, seed 0).
         tiny: the demo's tiny data and ``tiny_iters`` iterations per run.
         tiny_iters: training iterations of every run under ``tiny``.
@@ -40,6 +43,7 @@ class StudySettings:
     """
 
     out_dir: str
+    cpu: Dict
     seeds: Sequence[int] = (0, )
     tiny: bool = False
     tiny_iters: int = 2
@@ -90,7 +94,7 @@ def _teacher(study: Study, study_dir: str, data_options: List[str], fingerprint:
     """The cached teacher for this data, or train it with the demo's teacher config."""
     config = demo_config(study.teacher_config)
     schedule = _schedule(study, settings)
-    key = teacher_key(config, schedule, fingerprint)
+    key = teacher_key(config, schedule, fingerprint, settings.cpu)
     cached = _find_teacher(key, study_dir, settings)
     if cached is not None:
         console.begin_stage(f'teacher: cached {key} ({cached.work_dir})')
@@ -158,7 +162,7 @@ def run_study(study: Study, settings: StudySettings, console: Console,
             # Not in work_dir: the runners dump the resolved config there under its name.
             config = write_config(osp.join(study_dir, 'configs', f'{variant.name}.py'),
                                   variant.config, study.evaluators,
-                                  model=variant.model,
+                                  model=variant.model, overrides=variant.overrides,
                                   comment=f'study {study.name}: {variant.label}')
             console.begin_stage(f'study {study.name} · {variant.label}, seed {seed}')
             options = study_options + _schedule(study, settings) + [

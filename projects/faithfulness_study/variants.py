@@ -54,12 +54,14 @@ class Variant:
         label: row name in the table.
         config: file in ``configs/demo/``.
         model: overrides merged into the config's ``model`` (a distiller).
+        overrides: other top-level config entries merged into the config's.
     """
 
     name: str
     label: str
     config: str
     model: Dict = field(default_factory=dict)
+    overrides: Dict = field(default_factory=dict)
 
 
 def _dist_options(**options) -> Dict:
@@ -205,5 +207,47 @@ def _detection_study(name: str, rare: Tuple[int, int], rarity: float) -> Study:
 #: Study D's imbalance (triangle, cross 4x rarer) for detection.
 STUDY_E = _detection_study('E', (2, 3), rarity=4.0)
 
+
+#: The demo's detection training pipeline with every image scaled by a random factor in
+#: [0.5, 1] first: the images of a batch differ in size, so the batch has padding.
+PADDED_BATCHES = dict(train_dataloader=dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomResize', scale=(128, 128), ratio_range=(0.5, 1.0), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+])))
+
+
+def _layout(name: str, label: str, dense_rows: str, mask_padding: bool,
+            overrides: Optional[Dict] = None) -> Variant:
+    return Variant(name, label, 'det_student_dist.py',
+                   dict(dense_rows=dense_rows, mask_padding=mask_padding), overrides or {})
+
+
+#: The DetectionDistiller's dense row layouts on the demo's detection data and teacher:
+#: one row per anchor (C scores) or per location (A*C scores, the official code's). The
+#: demo's images are all 128 x 128 (no padding), so the padding rule (masked, or kept as
+#: the official code keeps it) is compared on batches of randomly scaled images.
+STUDY_F = Study(
+    name='F',
+    title='detection, demo data and teacher: DIST rows per anchor vs per location '
+    '(official); padding masked vs kept (official) on batches with padding',
+    data=DETECTION.data,
+    tiny_data=DETECTION.tiny_data,
+    variants=(_layout('anchor', 'per anchor', 'anchor', True),
+              _layout('location', 'per location (official)', 'location', True),
+              _layout('location_masked_pad', 'per location, padding masked, scaled images',
+                      'location', True, PADDED_BATCHES),
+              _layout('location_kept_pad', 'per location, padding kept (official), scaled '
+                      'images', 'location', False, PADDED_BATCHES)),
+    columns=(Column('coco/bbox_mAP', 'box AP'), Column('coco/bbox_mAP_50', 'AP50'),
+             Column('coco/bbox_mAP_75', 'AP75'),
+             Column('faith/fidelity_recall', 'fidelity recall'),
+             Column('faith/dece_student', 'D-ECE')),
+    task=DETECTION,
+    teacher_config='det_teacher.py',
+    evaluators=DET_EVALUATORS)
+
 STUDIES: Dict[str, Study] = {study.name: study for study in (STUDY_A, STUDY_B, STUDY_C,
-                                                             STUDY_D, STUDY_E)}
+                                                             STUDY_D, STUDY_E, STUDY_F)}

@@ -19,6 +19,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          cpu_model, pinned_torch, reexec_pinned)
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Estimate the cost of a full teacher '
@@ -30,6 +33,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seeds', type=int, default=3, help='seeds of the full study')
     parser.add_argument('--work-dir', default='work_dirs/teacher_ladder_cost')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     return parser.parse_args(argv)
 
 
@@ -41,8 +45,8 @@ def default_length(task: str) -> int:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(argv)
-    import torch
-
+    if argv is None and args.pin_cpu:  # as the study runs (see run_study.py)
+        reexec_pinned()
     from demo.console import Console, routed_output
     from projects.teacher_ladder.teacher_ladder import metrics  # noqa: F401 (registers)
     from projects.teacher_ladder.teacher_ladder.cost import measure
@@ -57,11 +61,13 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                              'parsing removes from the data and checkpoint paths; use a '
                              '--work-dir (and checkout) without spaces')
     os.makedirs(work_dir, exist_ok=True)
-    torch.set_num_threads(args.threads)
-    with routed_output() as router, router.to_file(osp.join(work_dir, 'cost.log')):
+    with pinned_torch(args.threads, args.pin_cpu) as pinning, routed_output() as router, \
+            router.to_file(osp.join(work_dir, 'cost.log')):
         console = Console(router.terminal, 0)
-        result = measure(task, work_dir, args.seeds, length, console)
+        console.info(f'{cpu_model()}: {pinning.describe()}')
+        result = measure(task, work_dir, args.seeds, length, console, pinning.key())
         result['load_average'] = list(os.getloadavg())
+        result['cpu'] = pinning.describe()
         path = osp.join(work_dir, f'cost_{args.task}.json')
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(result, f, indent=1)

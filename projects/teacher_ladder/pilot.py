@@ -4,10 +4,11 @@ data with its full schedule, tested, and listed with their accuracy and CPU time
 default the task's student and teachers; ``--configs`` names others (e.g. candidates).
 
     python projects/teacher_ladder/pilot.py --task cls_paper [--configs A.py B.py] \\
-        [--seeds 0] [--work-dir work_dirs/teacher_ladder_pilot] [--tiny]
+        [--seeds 0] [--work-dir work_dirs/teacher_ladder_pilot] [--tiny] [--no-pin-cpu]
 
 Writes ``pilot_<task>.json`` into the work dir and prints a table. Finished runs are
-reused (same key as the study's: config, schedule, data, seed).
+reused (same key as the study's: config, schedule, data, seed, CPU settings). Pinned
+CPU code paths by default, as the study (``--no-pin-cpu``: faster, machine-dependent).
 """
 import argparse
 import json
@@ -19,6 +20,9 @@ from typing import Dict, List, Optional
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          pinned_torch, reexec_pinned)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -34,13 +38,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--tiny', action='store_true',
                         help='the task\'s --tiny data and schedule (a smoke test)')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict]:
     args = parse_args(argv)
-    import torch
-
+    if argv is None and args.pin_cpu:  # as the study runs (see run_study.py)
+        reexec_pinned()
     from demo.console import Console, routed_output
     from projects.teacher_ladder.teacher_ladder.data import prepare_data
     from projects.teacher_ladder.teacher_ladder.ladder import TASKS
@@ -51,9 +56,9 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         task.config(t.config) for t in task.teachers]
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    torch.set_num_threads(args.threads)
     rows = []
-    with routed_output() as router, router.to_file(osp.join(work_dir, 'pilot.log')):
+    with pinned_torch(args.threads, args.pin_cpu) as pinning, routed_output() as router, \
+            router.to_file(osp.join(work_dir, 'pilot.log')):
         console = Console(router.terminal, 0)
         root = osp.join(work_dir, task.name)
         fingerprint = prepare_data(task, osp.join(root, 'data'),
@@ -65,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
                 key_options = schedule + [f'randomness.seed={seed}']
                 run = train_or_reuse(name, osp.abspath(config), root,
                                      task.data_options(osp.join(root, 'data')) + key_options,
-                                     key_options, fingerprint, seed)
+                                     key_options, fingerprint, pinning.key(), seed)
                 rows.append(dict(config=config, seed=seed, metric=run.metrics[task.metric],
                                  num_params=run.num_params, iterations=run.iterations,
                                  cpu_seconds=run.train_cpu_seconds + run.test_cpu_seconds,

@@ -21,6 +21,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:  # `projects.teacher_ladder...` (the configs' custom_imports)
     sys.path.insert(0, REPO_ROOT)
 
+from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E402
+                                          cpu_model, pinned_torch, reexec_pinned)
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Teacher ladder: KD vs DIST as the '
@@ -45,19 +48,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'machine')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads per run (default 1, as the demo)')
+    parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     parser.add_argument('--verbose', action='store_true',
                         help="also print the runners' logs (always in each run's run.log)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
-    """Run the study; returns the paths of results.json, report.md and the plot."""
+    """Run the study; returns the paths of results.json, report.md and the plot. From the
+    command line, the pinned CPU settings are put in the environment first (the process
+    re-executes itself with them), as ``python -m demo`` does."""
     args = parse_args(argv)
     if args.threads < 1:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    if argv is None and args.pin_cpu:
+        reexec_pinned()
     seeds = list(dict.fromkeys(args.seeds))
-    import torch
-
     from demo.console import Console, routed_output
     from projects.teacher_ladder.teacher_ladder import metrics  # noqa: F401 (registers)
     from projects.teacher_ladder.teacher_ladder.executor import Executor
@@ -77,38 +83,36 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
                              'parsing removes from the data and checkpoint paths; use a '
                              '--work-dir (and checkout) without spaces')
     os.makedirs(work_dir, exist_ok=True)
-    settings = Settings(work_dir=work_dir, seeds=seeds, tiny=args.tiny, retrain=args.retrain)
     load = dict(start=list(os.getloadavg()))
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    executor = Executor(args.jobs, args.threads)
-    try:
-        # Runs log into their own run.log; anything else printed goes to study.log.
-        with routed_output(echo=args.verbose) as router, router.to_file(
-                osp.join(work_dir, 'study.log')):
-            console = Console(router.terminal, sum(num_runs(t, seeds) for t in tasks))
-            console.info(f'{command}: {args.jobs} run(s) at a time, {args.threads} torch '
-                         f'thread(s) each; logs under {work_dir}')
-            done = []
+    # Runs log into their own run.log; anything else printed goes to study.log.
+    with pinned_torch(args.threads, args.pin_cpu) as pinning, \
+            Executor(args.jobs, args.threads, args.pin_cpu) as executor, \
+            routed_output(echo=args.verbose) as router, \
+            router.to_file(osp.join(work_dir, 'study.log')):
+        settings = Settings(work_dir=work_dir, cpu=pinning.key(), seeds=seeds, tiny=args.tiny,
+                            retrain=args.retrain)
+        console = Console(router.terminal, sum(num_runs(t, seeds) for t in tasks))
+        console.info(f'{command}: {args.jobs} run(s) at a time, {args.threads} torch '
+                     f'thread(s) each; logs under {work_dir}')
+        console.info(f'{cpu_model()}: {pinning.describe()}')
+        done = []
 
-            def write(runs, plot=False):
-                load['end'] = list(os.getloadavg())
-                return write_outputs(work_dir, done + [runs], command, console.elapsed,
-                                     args.tiny, load, jobs=args.jobs, plot=plot)
+        def write(runs, plot=False):
+            load['end'] = list(os.getloadavg())
+            return write_outputs(work_dir, done + [runs], command, console.elapsed,
+                                 args.tiny, load, pinning.describe(), jobs=args.jobs,
+                                 plot=plot)
 
-            for task in tasks:
-                runs = TaskStudy(task, settings, executor, console, on_progress=write).run()
-                paths = write(runs, plot=True)
-                done.append(runs)
-            for runs in done:
-                console.print(f'\n{runs.task.title}')
-                names = [m.name for m in runs.task.methods]
-                for line in table_lines(summarize(runs), names):
-                    console.print(line)
-            console.print('\n' + '\n'.join(f'{k}: {v}' for k, v in paths.items()))
-    finally:
-        executor.close()
-        torch.set_num_threads(saved_threads)
+        for task in tasks:
+            runs = TaskStudy(task, settings, executor, console, on_progress=write).run()
+            paths = write(runs, plot=True)
+            done.append(runs)
+        for runs in done:
+            console.print(f'\n{runs.task.title}')
+            names = [m.name for m in runs.task.methods]
+            for line in table_lines(summarize(runs), names):
+                console.print(line)
+        console.print('\n' + '\n'.join(f'{k}: {v}' for k, v in paths.items()))
     return paths
 
 

@@ -13,10 +13,12 @@ from mmengine.registry import DefaultScope
 
 import demo.__main__ as demo_cli
 from demo import ROLES, DemoOptions, run_demo
+from demo.cache import teacher_key
 from demo.console import format_duration
 from demo.paths import demo_config
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
+from mmdist.utils.cpu_determinism import PINNED_ENV
 
 ROW_NAMES = ('teacher', 'student', 'student + KD', 'student + DIST')
 
@@ -41,7 +43,8 @@ def _options(argv):
     args = demo_cli.parse_args(argv)
     return dict(task=args.task, out_dir=args.out_dir, tiny=args.tiny, seeds=args.seeds,
                 retrain_teacher=args.retrain_teacher, verbose=args.verbose,
-                threads=args.threads, command='python -m demo ' + ' '.join(argv))
+                threads=args.threads, pin_cpu=args.pin_cpu,
+                command='python -m demo ' + ' '.join(argv))
 
 
 def test_every_stage_ran_and_was_evaluated(tiny_run):
@@ -86,6 +89,14 @@ def test_report_plot_and_results_are_written(tiny_run):
             assert math.isfinite(float(value)), (task, row)
     results = json.load(open(run.results_json, encoding='utf-8'))
     assert results['tiny'] is True and results['wall_seconds'] > 0
+    # The CPU settings the stages ran with: pinned at run time (oneDNN off, ...); this
+    # process loaded torch without the pinned environment, which the line says.
+    cpu = results['cpu']
+    assert cpu['mkldnn'] is False and cpu['deterministic'] is True and cpu['threads'] == 1
+    assert cpu['pinned'] == all(cpu['env'][k] == v for k, v in PINNED_ENV.items())
+    line = next(line for line in report.splitlines() if line.startswith('- CPU '))
+    assert line[2:] in tiny_run['first_out']  # the header says the same
+    assert ('CPU pinned: ATEN_CPU_CAPABILITY=avx2' in line) == cpu['pinned']
     assert {r['role'] for r in results['results']['det']} == set(ROLES)
 
 
@@ -137,6 +148,15 @@ def test_distilled_student_starts_from_the_baseline_initialisation(task):
     assert state.keys() == reference.keys()
     for key, value in reference.items():
         assert torch.equal(state[key], value), key
+
+
+def test_teacher_cache_key_includes_the_cpu_settings():
+    config = demo_config('det_teacher.py')
+    keys = {teacher_key(config, [], 'data', cpu) for cpu in (
+        dict(pinned=True, threads=1), dict(pinned=False, threads=1),
+        dict(pinned=True, threads=2))}
+    assert len(keys) == 3
+    assert teacher_key(config, [], 'data', dict(pinned=True, threads=1)) in keys
 
 
 def test_format_duration():

@@ -56,6 +56,30 @@ def test_distill_step_benchmark_tables():
     assert_ratio(peaks[7], peaks[4], peaks[3])  # mmdist / joint
 
 
+def test_distill_step_benchmark_cross_head_part():
+    """The cross-head model prints its step table row and the time of its cross-head part
+    (adapters and the teacher's classifier, forward and backward) as a share of the step."""
+    stdout = run('benchmark_distill_step.py', '--repeat', '1', '--models', 'crosshead')
+    steps, _ = rows_of(stdout, 'crosshead')
+    values = [float(v) for v in re.findall(NUMBER, steps)]
+    mmdist = values[4]
+    (part, ) = [line for line in stdout.splitlines() if line.strip().startswith('cross-head')]
+    part_ms, share = [float(v) for v in re.findall(NUMBER, part.split('part', 1)[1])]
+    assert 0 < part_ms < mmdist
+    assert_ratio(share, part_ms, mmdist)
+
+
+def test_distill_step_benchmark_dino():
+    """The DINO pair runs every variant, the naive one through the teacher's loss() in
+    training mode (denoising queries, matcher) and the query unit."""
+    stdout = run('benchmark_distill_step.py', '--repeat', '1', '--models', 'dino')
+    steps, _ = rows_of(stdout, 'dino')
+    values = [float(v) for v in re.findall(NUMBER, steps)]
+    student, teacher, mmdist, naive, over_st = (values[i] for i in (0, 1, 4, 5, 6))
+    assert min(student, teacher, mmdist, naive) > 0
+    assert_ratio(over_st, mmdist, student + teacher, denominator_terms=2)
+
+
 def test_dist_loss_benchmark_checks_values_and_prints_ratios():
     """The RoI-scale matrices (the suite runs mmdist eagerly: MMDIST_COMPILE=0; the
     official formulation is compiled all the same)."""

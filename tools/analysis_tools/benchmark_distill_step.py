@@ -5,9 +5,11 @@
         [--repeat 7] [--models retinanet ...]
 
 For a tiny RetinaNet, Faster R-CNN (Cascade R-CNN teacher: the shipped Cascade Mask
-R-CNN without its mask branch, as the synthetic data has no masks) and PSPNet (DeepLabV3
-teacher) built from the shipped distillation configs (shrunk with ``mmdist.testing``) on
-a synthetic batch of 2 images, it times (median of ``--repeat``, all variants interleaved):
+R-CNN without its mask branch, as the synthetic data has no masks), RTMDet-s (RTMDet-l
+teacher), cross-head RetinaNet (GFL teacher), DINO-4scale (DINO-5scale Swin teacher) and
+PSPNet (DeepLabV3 teacher) built from the
+shipped distillation configs (shrunk with ``mmdist.testing``) on a synthetic batch of 2
+images, it times (median of ``--repeat``, all variants interleaved):
 
 - ``student``: the student's own loss, backward and SGD step;
 - ``teacher``: the stock teacher's plain tensor-mode forward (``mode='tensor'``) under
@@ -19,16 +21,23 @@ a synthetic batch of 2 images, it times (median of ``--repeat``, all variants in
 - ``mmdist``: the distiller's training step (student step + what distillation needs);
 - ``naive``: a distillation step in which the stock teacher runs its full loss-mode
   forward (assigners, samplers, RPN, losses), as MMRazor 1.x's recorders do, then the
-  same distillation losses;
+  same distillation losses (cross-head: its classification branch runs again on its
+  recorded neck output, as the distiller runs it; DINO: the teacher's loss() in training
+  mode with its BatchNorms in eval mode, as MMRazor 1.x runs a teacher, denoising queries
+  and matcher included);
 
 and prints ``mmdist / (student + teacher)``, ``mmdist / (student + folded)``, ``mmdist /
-joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights.
-``--models retinanet_shipped faster_rcnn_shipped pspnet_shipped`` (not in the default run:
-minutes per step on a CPU) time the shipped configs' own models without pretrained
-weights: RetinaNet-R50 <- RetinaNet-X101-64x4d (512 x 512 images), Faster R-CNN-R50 <-
-Cascade R-CNN-X101-64x4d (800 x 1216) and PSPNet-R18 <- DeepLabV3-R101 (the 512 x 1024
-Cityscapes crop). ``--device cuda`` runs on the GPU (timings synchronised, memory as the
-allocator's peak); ``--amp fp16|bf16`` runs each forward and loss under autocast, as
+joint`` and ``mmdist / naive``. Stock and folded teacher have the same weights. For the
+cross-head models a further line times the cross-head part alone: the adapters and the
+teacher's classifier on the student's class-branch features, forward and backward.
+``--models retinanet_shipped faster_rcnn_shipped pspnet_shipped rtmdet_shipped
+crosshead_shipped dino_shipped`` (not in the default run: seconds to minutes per step on a
+CPU) time the shipped configs' own models without pretrained weights: RetinaNet-R50 <-
+RetinaNet-X101-64x4d (512 x 512 images), Faster R-CNN-R50 <- Cascade R-CNN-X101-64x4d
+(800 x 1216), PSPNet-R18 <- DeepLabV3-R101 (the 512 x 1024 Cityscapes crop), RTMDet-s <-
+RTMDet-l (640 x 640), cross-head RetinaNet-R50 <- GFL-R101 (512 x 512) and DINO-4scale-R50
+(900 queries) <- DINO-5scale-Swin-L (512 x 512). ``--device cuda`` runs on the GPU
+(timings synchronised, memory as the allocator's peak); ``--amp fp16|bf16`` runs each forward and loss under autocast, as
 ``AmpOptimWrapper`` does. The distillation loss is compiled unless ``MMDIST_COMPILE=0``.
 A second table times one validation batch: the plain loop's work (preprocess + student
 ``predict``) against the paired loop's (the same + the teacher's ``predict`` on the same
@@ -52,32 +61,45 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope, init_default_scope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdist.datasets import SHAPE_CLASSES, make_cityscapes_shapes, make_coco_shapes
+from mmdist.models.distillers.detection import (CrossHead, DenseDirect, HungarianQueries,
+                                                RoIHeads)
 from mmdist.models.utils.recorder import record_calls
 from mmdist.models.utils.teacher import RANDOM_TEACHER, build_teacher
 from mmdist.registry import MODELS
-from mmdist.testing import shrink_segmentor, tiny_retinanet, tiny_two_stage
+from mmdist.testing import init_weights_of_unowned_parameters, shrink_segmentor, tiny_two_stage
+from mmdist.testing._detection import DENSE_PAIRS, DETR_PAIRS, DINO_CONFIG
 from memory import extra_peak_bytes  # tools/analysis_tools/memory.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: Dense models: their pair in ``mmdist.testing._detection.DENSE_PAIRS`` (shipped config,
+#: tiny student and teacher).
+DENSE = {'retinanet': 'retinanet', 'rtmdet': 'rtmdet', 'crosshead': 'crosshead_gfl_retinanet'}
+#: DETR-family models: their pair in ``mmdist.testing._detection.DETR_PAIRS``.
+DETR = {'dino': 'dino'}
 CONFIGS = {
-    'retinanet': 'configs/dist_det/dist_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py',
     'faster_rcnn':
     'configs/dist_det/dist_cascade-mask-rcnn-x101-64x4d_faster-rcnn-r50_fpn_2x_coco.py',
     'pspnet': 'configs/dist_seg/dist_deeplabv3-r101-d8_pspnet-r18-d8_8xb2-40k_cityscapes-'
               '512x1024.py',
+    **{name: f'configs/dist_det/{DENSE_PAIRS[pair][0]}' for name, pair in DENSE.items()},
+    'dino': f'configs/dist_det/{DINO_CONFIG}',
 }
-SCOPES = {'retinanet': 'mmdet', 'faster_rcnn': 'mmdet', 'pspnet': 'mmseg'}
-#: Not in the default run (minutes per step on a CPU): the shipped configs' own models.
-SHIPPED = {'retinanet_shipped': 'retinanet', 'faster_rcnn_shipped': 'faster_rcnn',
-           'pspnet_shipped': 'pspnet'}
+SCOPES = {name: 'mmseg' if name == 'pspnet' else 'mmdet' for name in CONFIGS}
+#: Not in the default run (seconds to minutes per step on a CPU): the shipped configs' own
+#: models.
+SHIPPED = {f'{name}_shipped': name
+           for name in ('retinanet', 'faster_rcnn', 'pspnet', 'rtmdet', 'crosshead', 'dino')}
 CONFIGS.update({name: CONFIGS[base] for name, base in SHIPPED.items()})
 SCOPES.update({name: SCOPES[base] for name, base in SHIPPED.items()})
 #: (height, width) of the synthetic images.
 IMAGE_SIZE = {'retinanet': (128, 128), 'faster_rcnn': (128, 128), 'pspnet': (64, 128),
+              'rtmdet': (128, 128), 'crosshead': (128, 128),
               'retinanet_shipped': (512, 512), 'faster_rcnn_shipped': (800, 1216),
-              'pspnet_shipped': (512, 1024)}
+              'pspnet_shipped': (512, 1024), 'rtmdet_shipped': (640, 640),
+              'crosshead_shipped': (512, 512), 'dino': (128, 128), 'dino_shipped': (512, 512)}
 VARIANTS = ('student', 'teacher', 'folded', 'joint', 'mmdist', 'naive')
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -97,18 +119,21 @@ def build_distiller(name: str, data_root: str):
         teacher = _load(f"_base_ = ['{cfg.model.teacher_cfg}']\n")
         for model in (student.model, teacher.model):  # nothing is downloaded
             model.backbone.init_cfg = None
-            model.pretrained = None
+            if 'pretrained' in model:
+                model.pretrained = None
         if name == 'faster_rcnn_shipped':  # no masks in the synthetic data (see below)
             teacher.model.roi_head.mask_roi_extractor = None
             teacher.model.roi_head.mask_head = None
         if name == 'pspnet_shipped':
             student.model.data_preprocessor.size = IMAGE_SIZE[name]
             teacher.model.data_preprocessor.size = IMAGE_SIZE[name]
-    elif name == 'retinanet':
+    elif name in DENSE or name in DETR:
+        pairs, pair = (DENSE_PAIRS, DENSE[name]) if name in DENSE else (DETR_PAIRS, DETR[name])
+        _, tiny_student, teacher_base, tiny_teacher = pairs[pair]
         student = Config(dict(model=cfg.model.student))
-        student.merge_from_dict({'model': tiny_retinanet(8, 16)})
-        teacher = _load("_base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py']\n")
-        teacher.merge_from_dict({'model': tiny_retinanet(16, 32)})
+        student.merge_from_dict({'model': tiny_student})
+        teacher = _load(f"_base_ = ['{teacher_base}']\n")
+        teacher.merge_from_dict({'model': tiny_teacher})
     elif name == 'faster_rcnn':
         student = Config(dict(model=cfg.model.student))
         tiny_two_stage(student, 8, 16)
@@ -126,6 +151,10 @@ def build_distiller(name: str, data_root: str):
     teacher_file = os.path.join(data_root, f'teacher_{name}.py')
     teacher.dump(teacher_file)
     stock_teacher = build_teacher(teacher_file, RANDOM_TEACHER)
+    if name in DETR or SHIPPED.get(name) in DETR:
+        # DINO's level_embed is created uninitialised (at times NaN): mmdet's init for it,
+        # PyTorch's for the layers (nothing is downloaded: no init_cfg above).
+        init_weights_of_unowned_parameters(stock_teacher)
     teacher_ckpt = os.path.join(data_root, f'teacher_{name}.pth')
     torch.save(dict(state_dict=stock_teacher.state_dict()), teacher_ckpt)
     cfg.model.student = student.model
@@ -174,20 +203,14 @@ def naive_loss(model, teacher, data) -> dict:
     """Distillation where the (stock) teacher runs its whole loss-mode forward (MMRazor 1.x
     style)."""
     inputs, samples = data['inputs'], data['data_samples']
-    with torch.no_grad():
-        t_inputs = model.teacher_inputs(inputs, samples)
-        if hasattr(teacher, 'decode_head'):
+    student = model.student
+    if hasattr(student, 'decode_head'):
+        with torch.no_grad():
             watched = {'decode': teacher.decode_head.conv_seg}
             if model.loss_aux is not None:
                 watched['aux'] = teacher.auxiliary_head.conv_seg
-        elif getattr(model, 'two_stage', False):
-            watched = {'neck': teacher.neck}
-        else:
-            watched = {'logits': teacher.bbox_head}
-        with record_calls(watched) as t_rec:
-            teacher.loss(t_inputs, samples)
-    student = model.student
-    if hasattr(student, 'decode_head'):
+            with record_calls(watched) as t_rec:
+                teacher.loss(model.teacher_inputs(inputs, samples), samples)
         with record_calls({'decode': student.decode_head.conv_seg,
                            'aux': student.auxiliary_head.conv_seg}) as s_rec:
             losses = student.loss(inputs, samples)
@@ -195,19 +218,50 @@ def naive_loss(model, teacher, data) -> dict:
         losses.update(model.logit_losses(s_rec['decode'].output, t_rec['decode'].output,
                                          s_rec['aux'].output if aux else None,
                                          t_rec['aux'].output if aux else None, samples))
-    elif model.two_stage:
-        with record_calls({'rois': student.roi_head.bbox_roi_extractor,
-                           'logits': student.roi_head.bbox_head}) as s_rec:
-            losses = student.loss(inputs, samples)
-        with torch.no_grad():  # same RoIs needed: classify them on the recorded features
-            t_logits = model.roi_class_logits(teacher.roi_head, t_rec['neck'].output,
-                                              s_rec['rois'].args[1])
-        losses['loss_dist_cls'] = model.loss_cls(s_rec['logits'].output[0], t_logits)
-    else:
-        with record_calls({'logits': student.bbox_head}) as s_rec:
-            losses = student.loss(inputs, samples)
-        losses['loss_dist_cls'] = model._dense_loss(
-            s_rec['logits'].output[0], model._dense_rows(t_rec['logits'].output[0]), samples)
+        return losses
+    # Detection: the teacher's whole loss() with what the unit reads of it recorded.
+    unit = model.unit
+    direct = isinstance(unit, DenseDirect)
+    if isinstance(unit, HungarianQueries):
+        return naive_query_loss(model, teacher, data)
+    with torch.no_grad():
+        watched = {'head': teacher.bbox_head} if direct else {'neck': teacher.neck}
+        with record_calls(watched) as t_rec:
+            teacher.loss(model.teacher_inputs(inputs, samples), samples)
+        if direct:  # the class logits of its full head forward
+            maps = unit.readers[1].output_logits(t_rec['head'].output, unit.pairs.teacher,
+                                                 unit.score)
+            teacher_out = dict(rows=unit.rows.rows(maps), sizes=[m.shape[-2:] for m in maps])
+        elif isinstance(unit, RoIHeads):  # the student's RoIs are classified later
+            teacher_out = t_rec['neck'].output
+        else:  # cross-head: its classification branch on its recorded features
+            teacher_out = unit.teacher_forward(teacher, t_rec['neck'].output, samples)
+    with record_calls(unit.student_records(student)) as s_rec:
+        losses = student.loss(inputs, samples)
+    losses.update(unit.losses(student, teacher, s_rec, teacher_out, samples, model.loss_cls))
+    return losses
+
+
+def naive_query_loss(model, teacher, data) -> dict:
+    """:func:`naive_loss` of a DETR-family pair: the teacher's whole loss() as MMRazor 1.x
+    runs it (training mode but for its BatchNorms: its denoising queries, matcher and
+    losses), then the query unit on the final layer of its matching queries."""
+    inputs, samples = data['inputs'], data['data_samples']
+    unit, student = model.unit, model.student
+    teacher.train()
+    for module in teacher.modules():
+        if isinstance(module, _BatchNorm):
+            module.eval()
+    try:
+        with torch.no_grad(), record_calls({'head': teacher.bbox_head}) as t_rec:
+            teacher.loss(model.teacher_inputs(inputs, samples), samples)
+    finally:
+        teacher.eval()
+    logits, boxes = (out[-1, :, -teacher.num_queries:] for out in t_rec['head'].output)
+    with record_calls(unit.student_records(student)) as s_rec:
+        losses = student.loss(inputs, samples)
+    losses.update(unit.losses(student, teacher, s_rec, dict(logits=logits, boxes=boxes),
+                              samples, model.loss_cls))
     return losses
 
 
@@ -312,6 +366,30 @@ def benchmark_memory(name: str, device: str, amp: Optional[str]) -> dict:
     return peaks
 
 
+def benchmark_cross_head(name: str, repeat: int, device: str) -> Optional[float]:
+    """Median time of the cross-head part of a step (the adapters and the teacher's
+    classifier on the student's class-branch features of one batch, forward and backward),
+    or ``None`` for a model without cross-head distillation."""
+    if not _load(CONFIGS[name]).model.get('cross_head', False):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        model, cfg, _ = build_distiller(name, tmp)
+        model.to(device)
+        data = make_batch(name, cfg, tmp, model)
+    unit = model.unit
+    assert isinstance(unit, CrossHead), type(unit).__name__
+    with record_calls(unit.student_records(model.student)) as records:
+        model.student.loss(data['inputs'], data['data_samples'])
+    features = [f.detach().requires_grad_() for f in unit.student_features(records)]
+
+    def step():
+        torch.autograd.grad(sum(m.sum() for m in unit.cross_logits(model.teacher, features)),
+                            features + list(unit.parameters()))
+
+    step()
+    return statistics.median(timed(step, device) for _ in range(repeat))
+
+
 def benchmark_validation(name: str, repeat: int, device: str) -> dict:
     """Median time of one validation batch (fp32): plain loop vs paired teacher-student
     loop."""
@@ -372,6 +450,10 @@ def main():
               f'{t["mmdist"] / (t["student"] + t["teacher"]):>14.3f}'
               f'{t["mmdist"] / (t["student"] + t["folded"]):>14.3f}'
               f'{t["mmdist"] / t["joint"]:>14.3f}{t["mmdist"] / t["naive"]:>14.3f}')
+        cross = benchmark_cross_head(name, args.repeat, args.device)
+        if cross is not None:
+            print(f'{"  cross-head part":<20}{cross * 1e3:>8.1f}ms'
+                  f'{cross / t["mmdist"]:>10.3f} of mmdist')
     print(f'\n{"validation (fp32)":<20}{"plain":>10}{"paired":>10}{"paired/plain":>14}')
     for name in args.models:
         t = benchmark_validation(name, args.repeat, args.device)

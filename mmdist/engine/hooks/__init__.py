@@ -2,8 +2,9 @@
 from .checkpoint_hook import NonFiniteStateError, SafeCheckpointHook
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .rng_state_hook import RNGStateHook
+from .stop_distill_hook import StopDistillHook
 
 __all__ = [
     'FiniteLossHook', 'NonFiniteLossError', 'NonFiniteStateError', 'RNGStateHook',
-    'SafeCheckpointHook'
+    'SafeCheckpointHook', 'StopDistillHook'
 ]

@@ -1,5 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
 """What every mmdist distiller shares: a trainable student and a frozen, hidden teacher."""
+import copy
 import logging
 from typing import Any, Dict, List, Optional, Union
 
@@ -113,6 +114,9 @@ class BaseDistiller(BaseModel):
                       'into their convolutions', 'current', level=logging.INFO)
         # A plain attribute, not a registered submodule (see the class docstring).
         object.__setattr__(self, 'teacher', teacher)
+        #: Set by ``mmdist.StopDistillHook``: the student trains alone (no teacher forward;
+        #: the ``loss_dist_*`` terms are logged as 0).
+        self.distill_stopped = False
         self._check_pair()
         self._check_padding()
         self.teacher_input_adapter = TeacherInputAdapter(student_model.data_preprocessor,
@@ -153,6 +157,16 @@ class BaseDistiller(BaseModel):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
         return self
+
+    def __deepcopy__(self, memo: dict) -> 'BaseDistiller':
+        """A copy that shares the frozen teacher (e.g. mmengine's ``EMAHook`` copies the
+        model to average its weights; the teacher never changes, so it is not copied)."""
+        memo[id(self.teacher)] = self.teacher
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for name, value in self.__dict__.items():
+            object.__setattr__(copied, name, copy.deepcopy(value, memo))
+        return copied
 
     def teacher_inputs(self, inputs: Tensor, data_samples: Optional[List]) -> Tensor:
         """The student's batch in the teacher's normalisation (same padding)."""
@@ -198,22 +212,39 @@ class BaseDistiller(BaseModel):
         normalisation (:meth:`teacher_forward`), and keeps only what distillation reads:
         its activations are freed before the student's forward starts, so the student's
         step runs as it does alone. The student's ``loss()`` then runs with the modules
-        of :meth:`student_records` recorded, and :meth:`distill_losses` compares.
+        of :meth:`student_records` recorded, and :meth:`distill_losses` compares. Once
+        ``distill_stopped`` is set (``mmdist.StopDistillHook``), the student's losses
+        alone, and each ``loss_dist_*`` key as 0.
 
         Args:
             inputs: (N, 3, H, W) batch from the student's data preprocessor.
             data_samples: the batch's data samples.
         """
+        if self.distill_stopped:
+            losses = self.student.loss(inputs, data_samples)
+            losses.update(dict.fromkeys(self.distill_loss_names(), self._stopped_loss()))
+            return losses
         with torch.no_grad():
-            teacher_outputs = self.teacher_forward(self.teacher_inputs(inputs, data_samples))
+            teacher_outputs = self.teacher_forward(self.teacher_inputs(inputs, data_samples),
+                                                   data_samples)
         with record_calls(self.student_records()) as records:
             losses = self.student.loss(inputs, data_samples)
         losses.update(self.distill_losses(records, teacher_outputs, data_samples))
         return losses
 
+    def _stopped_loss(self) -> Tensor:
+        """0, with a (zero) gradient for every trainable parameter outside the student
+        (connectors, adapters), so that DDP sees all parameters used."""
+        own = [p for name, p in self.named_parameters()
+               if p.requires_grad and not name.startswith('student.')]
+        if not own:
+            return torch.zeros((), device=next(self.student.parameters()).device)
+        return sum(p.sum() for p in own) * 0.0
+
     # ----------------------------------------------------------------- per task
-    def teacher_forward(self, inputs: Tensor) -> Any:
-        """What distillation reads of the teacher on ``inputs`` (its normalisation)."""
+    def teacher_forward(self, inputs: Tensor, data_samples: List) -> Any:
+        """What distillation reads of the teacher on ``inputs`` (its normalisation) and
+        the batch's ``data_samples``."""
         raise NotImplementedError
 
     def student_records(self) -> Dict[str, nn.Module]:
@@ -223,4 +254,8 @@ class BaseDistiller(BaseModel):
     def distill_losses(self, records: Dict[str, Record], teacher_outputs: Any,
                        data_samples: List) -> Dict[str, Tensor]:
         """The ``loss_dist_*`` terms from the student's records and the teacher's outputs."""
+        raise NotImplementedError
+
+    def distill_loss_names(self) -> List[str]:
+        """The keys :meth:`distill_losses` returns (logged as 0 once distillation stops)."""
         raise NotImplementedError

@@ -89,7 +89,7 @@ class ClassificationDistiller(BaseDistiller):
         return head
 
     # ----------------------------------------------------------------- training
-    def teacher_forward(self, inputs: Tensor) -> Tensor:
+    def teacher_forward(self, inputs: Tensor, data_samples: List) -> Tensor:
         """(N, C) teacher class logits."""
         return self._logits(self.teacher.head(self.teacher.extract_feat(inputs)),
                             self.teacher.head, 'teacher_cfg model.head')
@@ -106,6 +106,9 @@ class ClassificationDistiller(BaseDistiller):
         student_logits = self._logits(records['logits'].output, self.student.head,
                                       'model.student.head')
         return dict(loss_dist_cls=self.loss_cls(student_logits, teacher_logits))
+
+    def distill_loss_names(self) -> List[str]:
+        return ['loss_dist_cls']
 
     @staticmethod
     def _logits(output, head: ClsHead, key: str) -> Tensor:

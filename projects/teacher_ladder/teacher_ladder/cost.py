@@ -32,9 +32,11 @@ def full_iterations(config: str, train_images: int) -> int:
     return int(cfg.train_cfg.max_epochs) * per_epoch
 
 
-def measure(task: LadderTask, work_dir: str, seeds: int, length: int, console) -> Dict:
+def measure(task: LadderTask, work_dir: str, seeds: int, length: int, console,
+            cpu: Dict) -> Dict:
     """Short runs of every config of ``task`` (``length`` epochs / iterations each) and
-    the full study's estimated CPU and wall time with ``seeds`` seeds."""
+    the full study's estimated CPU and wall time with ``seeds`` seeds; ``cpu``: the CPU
+    settings the runs train with (part of their keys)."""
     root = osp.join(work_dir, task.name)
     data_root = osp.join(root, 'data')
     fingerprint = prepare_data(task, data_root, task.data)
@@ -47,7 +49,7 @@ def measure(task: LadderTask, work_dir: str, seeds: int, length: int, console) -
     def run(name: str, config: str, extra: List[str] = (), teacher_key: str = '') -> Dict:
         """Train ``config`` briefly (or reuse the finished short run with the same key)."""
         out = train_or_reuse(name, config, osp.join(root, 'cost'), data + short + list(extra),
-                             short, fingerprint, 0, teacher_key).to_json()
+                             short, fingerprint, cpu, 0, teacher_key).to_json()
         iters = full_iterations(config, train_images)
         per_iteration = (out['train_cpu_seconds'] - out['build_cpu_seconds']) / out['iterations']
         row = dict(name=name, config=osp.basename(config), short_iterations=out['iterations'],

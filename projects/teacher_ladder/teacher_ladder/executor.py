@@ -35,11 +35,12 @@ def execute(job: Job) -> Dict:
     raise ValueError(f'unknown job kind {job.kind!r}; expected train or test')
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+def _init_worker(threads: int, pin: bool) -> None:
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
-    torch.set_num_threads(threads)
+    # The pinned environment is inherited from the parent (set before it loaded torch).
+    from mmdist.utils.cpu_determinism import set_torch_pinning
+    set_torch_pinning(threads, pin)
     from . import metrics  # noqa: F401  (registers mmdist.ClsAgreementMetric)
 
 
@@ -53,9 +54,11 @@ class Executor:
     Args:
         jobs: number of runs at a time (>= 1).
         threads: torch intra-op threads of each worker process.
+        pin: the worker processes run with the pinned CPU settings
+            (:func:`~mmdist.utils.cpu_determinism.set_torch_pinning`), as this one.
     """
 
-    def __init__(self, jobs: int = 1, threads: int = 1) -> None:
+    def __init__(self, jobs: int = 1, threads: int = 1, pin: bool = True) -> None:
         if jobs < 1:
             raise ValueError(f'--jobs must be >= 1, got {jobs}')
         self.jobs = jobs
@@ -63,7 +66,7 @@ class Executor:
         if jobs > 1:
             self._pool = ProcessPoolExecutor(jobs, mp_context=get_context('spawn'),
                                              initializer=_init_worker,
-                                             initargs=(threads, ))
+                                             initargs=(threads, pin))
 
     def run(self, jobs: Iterable[Job], on_done: OnDone) -> None:
         """Run ``jobs`` and every follow-up job ``on_done`` returns; a job's failure
@@ -91,6 +94,12 @@ class Executor:
             for future in pending:
                 future.cancel()
             raise
+
+    def __enter__(self) -> 'Executor':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._pool is not None:

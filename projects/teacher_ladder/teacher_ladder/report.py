@@ -84,9 +84,11 @@ def _run_lines(runs: TaskRuns) -> List[str]:
 
 
 def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
-                  wall_seconds: float, tiny: bool, load: Dict[str, List[float]],
+                  wall_seconds: float, tiny: bool, load: Dict[str, List[float]], cpu: str,
                   jobs: int = 1, plot: bool = True) -> Dict[str, str]:
-    """Write results.json, report.md and (``plot``) the figure; returns their paths."""
+    """Write results.json, report.md and (``plot``) the figure; returns their paths.
+    ``cpu``: the CPU settings' line (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.
+    describe`)."""
     date = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     summaries = {runs.task.name: summarize(runs) for runs in all_runs}
     methods = [m.name for runs in all_runs for m in runs.task.methods]
@@ -96,7 +98,7 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
     if plot and any(s['teachers'] for s in summaries.values()):
         paths['plot'] = plot_summaries(osp.join(work_dir, 'teacher_ladder.png'), summaries,
                                        {r.task.name: r.task.title for r in all_runs}, methods)
-    data = dict(command=command, date=date, machine=machine(), tiny=tiny, jobs=jobs,
+    data = dict(command=command, date=date, machine=machine(), cpu=cpu, tiny=tiny, jobs=jobs,
                 wall_seconds=wall_seconds, load_average=load, tasks={})
     for runs in all_runs:
         task = runs.task
@@ -121,7 +123,7 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
              '', f'Date: {date}. Machine: {machine()}; {jobs} run(s) at a time. Wall time: '
              f'{_minutes(wall_seconds)}. Load average (1 min) at start '
              f'{load["start"][0]:.2f}, at end {load["end"][0]:.2f} (above the number of '
-             'runs at a time: other jobs shared the cores).', '']
+             'runs at a time: other jobs shared the cores).', '', cpu, '']
     reused = sum(r.cached for runs in all_runs for r in _every(runs))
     if reused:
         lines += [f'{reused} run(s) were reused from an earlier call (marked in the runs '

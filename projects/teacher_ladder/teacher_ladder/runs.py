@@ -106,11 +106,13 @@ class RunResult:
 
 
 def run_key(config: str, options: Sequence[str], data_fingerprint: str, seed: int,
-            teacher_key: str = '') -> str:
-    """A short hash of everything that decides a run's result (paths excluded)."""
+            cpu: Dict, teacher_key: str = '') -> str:
+    """A short hash of everything that decides a run's result (paths excluded); ``cpu``:
+    the CPU settings (:meth:`~mmdist.utils.cpu_determinism.CpuPinning.key`)."""
     payload = json.dumps(
         dict(config=_resolved_config(config), options=list(options),
-             data=data_fingerprint, seed=seed, teacher=teacher_key, mmdist=__version__),
+             data=data_fingerprint, seed=seed, teacher=teacher_key, mmdist=__version__,
+             cpu=cpu),
         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -207,8 +209,8 @@ def train_and_test(config: str, work_dir: str, options: Sequence[str]) -> Dict:
 
 
 def train_or_reuse(role: str, config: str, parent: str, options: Sequence[str],
-                   key_options: Sequence[str], data_fingerprint: str, seed: int = 0,
-                   teacher_key: str = '') -> RunResult:
+                   key_options: Sequence[str], data_fingerprint: str, cpu: Dict,
+                   seed: int = 0, teacher_key: str = '') -> RunResult:
     """Train ``config`` alone into ``<parent>/<role>-<key>`` (and test it), unless the
     finished run with the same key is there; the run, as stored.
 
@@ -216,9 +218,9 @@ def train_or_reuse(role: str, config: str, parent: str, options: Sequence[str],
         role: the run's name (spaces become ``_`` in its folder name).
         options: every ``--cfg-options`` of the run (data paths, schedule, teacher).
         key_options: the options that decide the result (not the paths), for the key.
-        data_fingerprint, seed, teacher_key: as :func:`run_key`.
+        data_fingerprint, cpu, seed, teacher_key: as :func:`run_key`.
     """
-    key = run_key(config, key_options, data_fingerprint, seed, teacher_key)
+    key = run_key(config, key_options, data_fingerprint, seed, cpu, teacher_key)
     work_dir = osp.join(parent, f'{role.replace(" ", "_")}-{key}')
     cached = load_cached(work_dir, key)
     if cached is not None:

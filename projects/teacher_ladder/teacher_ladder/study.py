@@ -18,9 +18,11 @@ from .runs import RunResult, as_distiller_checkpoint, load_cached, run_key, stor
 
 @dataclass
 class Settings:
-    """How to run: output folder, seeds, ``--tiny``, ignore finished runs."""
+    """How to run: output folder, the CPU settings (:meth:`~mmdist.utils.cpu_determinism.
+    CpuPinning.key`, part of every run's key), seeds, ``--tiny``, ignore finished runs."""
 
     work_dir: str
+    cpu: Dict
     seeds: Sequence[int] = (0, 1, 2)
     tiny: bool = False
     retrain: bool = False
@@ -84,7 +86,7 @@ class TaskStudy:
             teacher.name].key
         seed_options = [f'randomness.seed={seed}']
         key = run_key(config, self.schedule + seed_options, self.runs.data_fingerprint, seed,
-                      teacher_key)
+                      self.settings.cpu, teacher_key)
         planned = _Planned(role, None if teacher is None else teacher.name, seed, key, config,
                            osp.join(self.root, f'{folder}-{key}'))
         cached = None if self.settings.retrain else load_cached(planned.work_dir, key)

@@ -7,15 +7,15 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import init_default_scope
 
 from mmdist.datasets import SHAPE_CLASSES
 from mmdist.models.distillers import DetectionDistiller
 from mmdist.models.utils import dense_to_rows
 from mmdist.models.utils.teacher import RANDOM_TEACHER
-from mmdist.registry import MODELS
-from mmdist.testing._detection import (save_teacher_checkpoint, tiny_retinanet, write_config,
-                                       write_faster_rcnn_configs, write_retinanet_configs)
+from mmdist.testing._detection import (build_distiller, save_teacher_checkpoint, tiny_retinanet,
+                                       train_batch, write_config, write_faster_rcnn_configs,
+                                       write_retinanet_configs)
 
 
 @pytest.fixture(scope='module')
@@ -28,23 +28,10 @@ def faster(tmp_path_factory, coco_root):
     return write_faster_rcnn_configs(str(tmp_path_factory.mktemp('faster')), coco_root)
 
 
-def build(cfg_path, **model_overrides):
-    cfg = Config.fromfile(cfg_path)
-    cfg.model.update(model_overrides)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model), cfg
-
-
-def train_batch(model, cfg, num_images=2):
-    init_default_scope('mmdet')
-    from mmdet.registry import DATASETS
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    data = pseudo_collate([dataset[i] for i in range(num_images)])
-    return model.data_preprocessor(data, True)
 
 
 def test_teacher_frozen_hidden_eval_and_moved(retina):
-    model, _ = build(retina['config'], teacher_fuse_conv_bn=False)
+    model, _ = build_distiller(retina['config'], teacher_fuse_conv_bn=False)
     assert isinstance(model, DetectionDistiller)
     model.train()
     assert model.student.training
@@ -71,9 +58,9 @@ def test_teacher_batch_norms_are_folded_by_default(retina):
     left, the teacher's weights stay frozen, and its class logits and the distillation
     loss are those of the stock teacher up to float rounding."""
     torch.manual_seed(0)
-    folded, cfg = build(retina['config'])
+    folded, cfg = build_distiller(retina['config'])
     torch.manual_seed(0)
-    stock, _ = build(retina['config'], teacher_fuse_conv_bn=False)
+    stock, _ = build_distiller(retina['config'], teacher_fuse_conv_bn=False)
     assert batch_norm_count(stock.teacher) == 20  # ResNet-18 (width 16) backbone
     assert batch_norm_count(folded.teacher) == 0
     assert all(not p.requires_grad for p in folded.teacher.parameters())
@@ -88,11 +75,11 @@ def test_teacher_batch_norms_are_folded_by_default(retina):
     losses = [model(**data, mode='loss')['loss_dist_cls'] for model in (folded, stock)]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=0)
     with pytest.raises(TypeError, match='model.teacher_fuse_conv_bn: expected True or False'):
-        build(retina['config'], teacher_fuse_conv_bn='yes')
+        build_distiller(retina['config'], teacher_fuse_conv_bn='yes')
 
 
 def test_loss_keys_finite_and_gradients_reach_student_only(retina):
-    model, cfg = build(retina['config'])
+    model, cfg = build_distiller(retina['config'])
     model.train()
     data = train_batch(model, cfg)
     losses = model(**data, mode='loss')
@@ -109,7 +96,7 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
     """The teacher runs before the student, only its head's classification branch runs,
     and none of its backbone, FPN or class-logit outputs is alive any more when the
     student's forward starts (its class logits are kept as one (rows, C) copy)."""
-    model, cfg = build(retina['config'])
+    model, cfg = build_distiller(retina['config'])
     model.train()
     data = train_batch(model, cfg)
     order, teacher_outputs, alive_at_student_start = [], [], []
@@ -145,7 +132,7 @@ def test_teacher_runs_first_and_its_features_are_freed(retina):
 
 
 def test_predict_and_tensor_are_the_students(retina):
-    model, cfg = build(retina['config'])
+    model, cfg = build_distiller(retina['config'])
     model.eval()
     init_default_scope('mmdet')
     from mmdet.registry import DATASETS
@@ -163,7 +150,7 @@ def test_predict_and_tensor_are_the_students(retina):
 
 def test_dense_rows_follow_mmdet_prior_order(retina):
     """Row r of dense_to_rows is prior r of mmdet's prior generator (same (h, w, a))."""
-    model, _ = build(retina['config'])
+    model, _ = build_distiller(retina['config'])
     head = model.student.bbox_head
     num_anchors, num_classes = head.num_base_priors, head.cls_out_channels
     height, width = 3, 4
@@ -194,7 +181,7 @@ def test_padding_rows_are_left_out(retina, dense_rows):
     """All levels in one call, one row group per level; rows of priors ('anchor': one
     row per prior; 'location': one row of all 9 anchors per cell) in the batch padding
     get weight 0, and no weights at all without padding or with mask_padding=False."""
-    model, _ = build(retina['config'], dense_rows=dense_rows, mask_padding=True)
+    model, _ = build_distiller(retina['config'], dense_rows=dense_rows, mask_padding=True)
     per_row = 1 if dense_rows == 'anchor' else 9  # priors in one row
     seen = []
 
@@ -204,12 +191,11 @@ def test_padding_rows_are_left_out(retina, dense_rows):
             seen.append((tuple(s_rows.shape), weight, groups))
             return s_rows.sum() * 0
 
-    model.loss_cls = Spy()
+    rows = model.unit.rows
     # A 64 x 64 batch: levels of stride 8, 16, 32, 64, 128 have 8, 4, 2, 1, 1 cells a side.
     sizes = [8, 4, 2, 1, 1]
     logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((40, 24))])
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((40, 24))])
     (shape, weight, groups), = seen
     rows_per_cell = 9 // per_row
     assert groups == [2 * n * n * rows_per_cell for n in sizes]
@@ -221,25 +207,29 @@ def test_padding_rows_are_left_out(retina, dense_rows):
         # The 40 x 24 image covers ceil(40 / stride) x ceil(24 / stride) cells.
         valid = min(-(-40 // stride), n) * min(-(-24 // stride), n) * rows_per_cell
         assert level_weight[full:].sum() == valid, level
+    if dense_rows == 'anchor':  # row for row, mmdet's own rule (the anchor generator's)
+        generator = model.student.bbox_head.prior_generator
+        flags = [generator.valid_flags([(n, n) for n in sizes], shape, device='cpu')
+                 for shape in ((64, 64), (40, 24))]
+        assert torch.equal(weight.bool(), torch.cat([f[level] for level in range(len(sizes))
+                                                     for f in flags]))
     # No padding at all: no weights.
     seen.clear()
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((64, 64))])
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((64, 64))])
     assert seen[0][1] is None
     # Padding kept (the official code's choice): no weights either.
     seen.clear()
-    model.mask_padding = False
-    model._dense_loss(logits, model._dense_rows(logits),
-                      [_Sample((64, 64)), _Sample((40, 24))])
+    rows.mask_padding = False
+    rows.loss(Spy(), logits, rows.rows(logits), [_Sample((64, 64)), _Sample((40, 24))])
     assert seen[0][1] is None and seen[0][2] == groups
 
 
 def test_location_rows_hold_all_anchors_of_a_cell(retina):
     """dense_rows='location': row (n, h, w) of a level is the classifier's A*C channels
     at that cell, in channel order (anchor-major), as the official code reshapes them."""
-    model, _ = build(retina['config'], dense_rows='location')
+    model, _ = build_distiller(retina['config'], dense_rows='location')
     maps = [torch.randn(2, 9 * 4, n, n) for n in [8, 4, 2, 1, 1]]
-    rows = model._dense_rows(maps)
+    rows = model.unit.rows.rows(maps)
     expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 36) for m in maps])
     assert torch.equal(rows, expected)
 
@@ -247,13 +237,14 @@ def test_location_rows_hold_all_anchors_of_a_cell(retina):
 def test_grouped_dense_loss_equals_one_call_per_level(retina):
     """DISTLoss takes all FPN levels in one call (`groups`): the same value and gradient
     as one call per level, with the same rows and padding weights."""
-    model, _ = build(retina['config'], dense_rows='anchor', mask_padding=True)
+    model, _ = build_distiller(retina['config'], dense_rows='anchor', mask_padding=True)
     sizes = [8, 4, 2, 1, 1]
     torch.manual_seed(0)
     s_logits = [torch.randn(2, 9 * 4, n, n, requires_grad=True) for n in sizes]
     t_logits = [torch.randn(2, 9 * 4, n, n) for n in sizes]
     samples = [_Sample((64, 64)), _Sample((40, 24))]
-    grouped = model._dense_loss(s_logits, model._dense_rows(t_logits), samples)
+    rows = model.unit.rows
+    grouped = rows.loss(model.loss_cls, s_logits, rows.rows(t_logits), samples)
     grouped_grads = torch.autograd.grad(grouped, s_logits)
     reference = 0
     for n, stride, s_map, t_map in zip(sizes, [8, 16, 32, 64, 128], s_logits, t_logits):
@@ -283,11 +274,11 @@ def test_dense_loss_without_groups_argument_is_refused(retina):
     from mmdist.registry import MODELS as MMDIST_MODELS
     MMDIST_MODELS.register_module('_NoGroupsLoss', module=NoGroups, force=True)
     with pytest.raises(TypeError, match='model.loss_cls: NoGroups.forward has no `groups`'):
-        build(retina['config'], loss_cls=dict(type='mmdist._NoGroupsLoss'))
+        build_distiller(retina['config'], loss_cls=dict(type='mmdist._NoGroupsLoss'))
 
 
 def test_roi_teacher_classifies_the_students_sampled_rois(faster):
-    model, cfg = build(faster['config'])
+    model, cfg = build_distiller(faster['config'])
     model.train()
     data = train_batch(model, cfg)
     captured = {}
@@ -331,7 +322,7 @@ def test_each_network_sees_its_own_normalisation(retina, tmp_path):
     teacher_cfg = write_config(
         str(tmp_path / 'teacher_caffe.py'),
         f"_base_ = [{retina['teacher_cfg']!r}]\nmodel = dict(data_preprocessor={caffe!r})\n")
-    model, cfg = build(retina['config'], teacher_cfg=teacher_cfg)
+    model, cfg = build_distiller(retina['config'], teacher_cfg=teacher_cfg)
     init_default_scope('mmdet')
     from mmdet.registry import DATASETS
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
@@ -350,20 +341,22 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
         (dict(bbox_head=dict(num_classes=5)), 'num_classes'),
         (dict(bbox_head=dict(anchor_generator=dict(scales_per_octave=2))),
          'anchors per location'),
-        (dict(bbox_head=dict(anchor_generator=dict(strides=[4, 8, 16, 32, 64]))), 'strides'),
+        (dict(bbox_head=dict(anchor_generator=dict(strides=[6, 12, 24, 48, 96]))),
+         'share no FPN stride'),
     ]
     for i, (teacher_override, message) in enumerate(cases):
         path = write_config(str(tmp_path / f'bad_teacher_{i}.py'),
                             f"_base_ = [{retina['teacher_cfg']!r}]\n"
                             f'model = {teacher_override!r}\n')
         with pytest.raises(ValueError, match=message) as err:
-            build(retina['config'], teacher_cfg=path, teacher_ckpt=RANDOM_TEACHER)
+            build_distiller(retina['config'], teacher_cfg=path, teacher_ckpt=RANDOM_TEACHER)
         assert 'model.student.bbox_head' in str(err.value)
         assert 'student' in str(err.value) and 'teacher' in str(err.value)
 
     # Dense student with a two-stage teacher; unsupported student head; wrong activation.
     with pytest.raises(TypeError, match='needs a dense teacher head'):
-        build(retina['config'], teacher_cfg=faster['teacher_cfg'], teacher_ckpt=RANDOM_TEACHER)
+        build_distiller(retina['config'], teacher_cfg=faster['teacher_cfg'],
+                        teacher_ckpt=RANDOM_TEACHER)
     rpn_student = dict(type='RPN', backbone=tiny_retinanet(8, 16)['backbone'],
                        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16,
                                  num_outs=5),
@@ -378,42 +371,43 @@ def test_config_errors_name_the_key(retina, faster, tmp_path):
                                               nms=dict(type='nms', iou_threshold=0.7))))
     rpn_student['backbone'].pop('_delete_')
     with pytest.raises(TypeError, match='RPNHead is not supported'):
-        build(retina['config'], student=rpn_student, teacher_ckpt=RANDOM_TEACHER)
+        build_distiller(retina['config'], student=rpn_student, teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(ValueError, match='model.loss_cls.activation'):
-        build(retina['config'], loss_cls=dict(type='mmdist.DISTLoss', activation='softmax'),
-              teacher_ckpt=RANDOM_TEACHER)
+        build_distiller(retina['config'],
+                        loss_cls=dict(type='mmdist.DISTLoss', activation='softmax'),
+                        teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(TypeError, match='model.student.roi_head: CascadeRoIHead'):
-        build(faster['config'], student=Config.fromfile(faster['teacher_cfg']).model,
-              teacher_ckpt=RANDOM_TEACHER)
+        build_distiller(faster['config'], student=Config.fromfile(faster['teacher_cfg']).model,
+                        teacher_ckpt=RANDOM_TEACHER)
     with pytest.raises(ValueError, match='loss_weight must be >= 0'):
-        build(retina['config'], teacher_ckpt=RANDOM_TEACHER,
-              loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', loss_weight=-1))
+        build_distiller(retina['config'], teacher_ckpt=RANDOM_TEACHER,
+                        loss_cls=dict(type='mmdist.DISTLoss', activation='sigmoid', loss_weight=-1))
     # Row layout keys: unknown values, and set for a two-stage (RoI) student.
     with pytest.raises(ValueError, match="model.dense_rows: expected one of"):
-        build(retina['config'], teacher_ckpt=RANDOM_TEACHER, dense_rows='pixel')
+        build_distiller(retina['config'], teacher_ckpt=RANDOM_TEACHER, dense_rows='pixel')
     with pytest.raises(TypeError, match='model.mask_padding: expected True or False'):
-        build(retina['config'], teacher_ckpt=RANDOM_TEACHER, mask_padding='no')
+        build_distiller(retina['config'], teacher_ckpt=RANDOM_TEACHER, mask_padding='no')
     for override in (dict(dense_rows='location'), dict(mask_padding=False)):
         with pytest.raises(ValueError, match='model.dense_rows / model.mask_padding'):
-            build(faster['config'], teacher_ckpt=RANDOM_TEACHER, **override)
+            build_distiller(faster['config'], teacher_ckpt=RANDOM_TEACHER, **override)
 
 
 def test_teacher_loading_errors(retina, faster, tmp_path):
     with pytest.raises(FileNotFoundError, match="teacher_cfg: config file '/nonexistent.py'"):
-        build(retina['config'], teacher_cfg='/nonexistent.py')
+        build_distiller(retina['config'], teacher_cfg='/nonexistent.py')
     with pytest.raises(FileNotFoundError, match='teacher_ckpt: checkpoint'):
-        build(retina['config'], teacher_ckpt=str(tmp_path / 'missing.pth'))
+        build_distiller(retina['config'], teacher_ckpt=str(tmp_path / 'missing.pth'))
     # A checkpoint of another architecture: strict loading names both config keys.
     with pytest.raises(RuntimeError, match='teacher_ckpt.*does not match.*teacher_strict'):
-        build(retina['config'], teacher_ckpt=faster['teacher_ckpt'])
+        build_distiller(retina['config'], teacher_ckpt=faster['teacher_ckpt'])
     # ... and loads (with warnings) when the user allows it.
-    model, _ = build(retina['config'], teacher_ckpt=faster['teacher_ckpt'],
-                     teacher_strict=False)
+    model, _ = build_distiller(retina['config'], teacher_ckpt=faster['teacher_ckpt'],
+                               teacher_strict=False)
     assert isinstance(model, DetectionDistiller)
 
 
 def test_feature_mimic(retina):
-    model, cfg = build(retina['config'], mimic=dict(loss_weight=2.0))
+    model, cfg = build_distiller(retina['config'], mimic=dict(loss_weight=2.0))
     assert len(model.mimic.connectors) == 5
     assert model.mimic.connectors[0].in_channels == 16
     assert model.mimic.connectors[0].out_channels == 32

@@ -200,8 +200,9 @@ def test_poisoned_pretrained_weights_are_refused_for_student_and_teacher(seg, tm
     assert not marker.exists()
 
 
-def test_detr_student_gets_the_unsupported_head_error_first(tmp_path, coco_root):
-    """Not the padding check it would fail next (DETR pads to 1, the teacher to 32)."""
+def test_detr_student_gets_the_unsupported_teacher_error_first(tmp_path, coco_root):
+    """A DETR student with a RetinaNet teacher: the pair error, not the padding check it
+    would fail next (DETR pads to 1, the teacher to 32)."""
     retina = write_retinanet_configs(str(tmp_path), coco_root)
     detr = Config.fromstring("_base_ = ['mmdet::detr/detr_r50_8xb2-150e_coco.py']\n",
                              '.py').model
@@ -211,5 +212,6 @@ def test_detr_student_gets_the_unsupported_head_error_first(tmp_path, coco_root)
     cfg = Config.fromfile(retina['config'])
     cfg.model.student = detr
     with DefaultScope.overwrite_default_scope('mmdet'):
-        with pytest.raises(TypeError, match='^model.student: head DETRHead is not supported'):
+        with pytest.raises(TypeError, match='^teacher_cfg model: query distillation supports '
+                           'the detectors DETR, DeformableDETR, DINO'):
             MODELS.build(cfg.model)

@@ -1,5 +1,6 @@
 # Copyright (c) mmdist contributors. Licensed under the Apache License 2.0.
-"""SegmentationDistiller: masks, resolution, heads, errors (tiny CPU models)."""
+"""SegmentationDistiller: masks, resolution, heads, the auxiliary-head rule, transformer
+teachers and students, errors (tiny CPU models)."""
 import numpy as np
 import pytest
 import torch
@@ -8,12 +9,16 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope, init_default_scope
 
-from mmdist.models.distillers import SegmentationDistiller
+from mmdist.models.distillers import SegmentationDistiller, segmentation_distiller
 from mmdist.models.utils import dense_to_rows
 from mmdist.models.utils.teacher import RANDOM_TEACHER
 from mmdist.registry import MODELS
 from mmdist.testing._detection import write_config
-from mmdist.testing._segmentation import write_segmentation_configs
+from mmdist.testing._segmentation import write_segmentation_configs, write_tiny_shipped_config
+
+SEGFORMER_PSPNET = 'dist_segformer-mit-b5_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py'
+SEGFORMER_SEGFORMER = 'dist_segformer-mit-b5_segformer-mit-b0_8xb1-160k_cityscapes-1024x1024.py'
+MASK2FORMER_PSPNET = 'dist_mask2former-swin-b_pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py'
 
 
 @pytest.fixture(scope='module')
@@ -49,8 +54,20 @@ class Spy(torch.nn.Module):
         return s_rows.sum() * 0
 
 
-def test_losses_finite_teacher_frozen(seg):
-    model, cfg = build(seg['config'])
+@pytest.fixture(scope='module')
+def transformer_configs(tmp_path_factory, cityscapes_root):
+    """Tiny versions of the shipped transformer configs (stock teacher configs shrunk)."""
+    return {name: write_tiny_shipped_config(str(tmp_path_factory.mktemp('tf')),
+                                            cityscapes_root, name)
+            for name in (SEGFORMER_PSPNET, SEGFORMER_SEGFORMER, MASK2FORMER_PSPNET)}
+
+
+@pytest.mark.parametrize('shipped', [None, SEGFORMER_PSPNET, MASK2FORMER_PSPNET])
+def test_losses_finite_teacher_frozen(seg, transformer_configs, shipped):
+    """CNN, SegFormer and Mask2Former teachers: frozen (eval mode, no gradients), not in
+    the state dict; the student's decode and auxiliary classifiers get gradients."""
+    model, cfg = build(seg['config'] if shipped is None else
+                       transformer_configs[shipped]['config'])
     assert isinstance(model, SegmentationDistiller)
     model.train()
     assert not any(m.training for m in model.teacher.modules())
@@ -65,8 +82,9 @@ def test_losses_finite_teacher_frozen(seg):
 
 
 def test_ignored_pixels_are_left_out(seg):
-    """Mask = label != 255 after nearest downsampling, checked against numpy indexing."""
-    model, cfg = build(seg['config'])
+    """Mask = label != 255 after nearest downsampling, checked against numpy indexing;
+    no weights (every pixel) with mask_ignored=False."""
+    model, cfg = build(seg['config'], mask_ignored=True)
     model.loss_decode = Spy()
     model.loss_aux = Spy()
     data = batch(model, cfg)
@@ -86,6 +104,9 @@ def test_ignored_pixels_are_left_out(seg):
     rows = labels[:, (np.arange(h) * height) // h][:, :, (np.arange(w) * width) // w]
     np.testing.assert_array_equal(model._valid_pixels(data['data_samples'], (h, w)).numpy(),
                                   (rows != 255).reshape(-1).astype(np.float32))
+    model.mask_ignored = False
+    model(**data, mode='loss')
+    assert model.loss_decode.calls[1][2] is None and model.loss_aux.calls[1][2] is None
 
 
 def test_teacher_logits_resized_to_student_resolution(seg, tmp_path):
@@ -122,20 +143,92 @@ def test_config_errors(seg, tmp_path):
                                'model = dict(decode_head=dict(num_classes=18))\n')
     with pytest.raises(ValueError, match=r'model.student.decode_head.num_classes.*19.*18'):
         build(seg['config'], teacher_cfg=bad_classes, teacher_ckpt=RANDOM_TEACHER)
-    no_aux = write_config(str(tmp_path / 't_noaux.py'),
-                          f"_base_ = [{seg['teacher_cfg']!r}]\n"
-                          'model = dict(auxiliary_head=None)\n')
-    with pytest.raises(ValueError, match='model.loss_aux: teacher_cfg model.auxiliary_head is '
-                       'missing'):
-        build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER)
-    model, _ = build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER, loss_aux=None)
-    assert model.loss_aux is None
     with pytest.raises(ValueError, match='model.loss_decode.activation'):
         build(seg['config'], teacher_ckpt=RANDOM_TEACHER,
               loss_decode=dict(type='mmdist.DISTLoss', activation='sigmoid'))
+    model, _ = build(seg['config'], teacher_ckpt=RANDOM_TEACHER, loss_aux=None)
+    assert model.loss_aux is None and model.teacher_aux is None
     binary = write_config(str(tmp_path / 't_bin.py'),
                           f"_base_ = [{seg['teacher_cfg']!r}]\n"
                           'model = dict(decode_head=dict(num_classes=2, out_channels=1, '
                           "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)))\n")
     with pytest.raises(ValueError, match='out_channels=1'):
         build(seg['config'], teacher_cfg=binary, teacher_ckpt=RANDOM_TEACHER)
+    with pytest.raises(TypeError, match='model.mask_ignored: expected True or False'):
+        build(seg['config'], teacher_ckpt=RANDOM_TEACHER, mask_ignored='yes')
+
+
+def test_teacher_without_auxiliary_head_is_the_decode_head_for_loss_aux(seg, tmp_path):
+    """The rule for loss_aux with a teacher lacking an auxiliary head: the student's
+    auxiliary logits are compared with the teacher's decode logits."""
+    no_aux = write_config(str(tmp_path / 't_noaux.py'),
+                          f"_base_ = [{seg['teacher_cfg']!r}]\n"
+                          'model = dict(auxiliary_head=None)\n')
+    model, cfg = build(seg['config'], teacher_cfg=no_aux, teacher_ckpt=RANDOM_TEACHER)
+    assert model.teacher_aux.head is model.teacher_decode.head
+    model.loss_aux = Spy()
+    data = batch(model, cfg)
+    calls = []
+    hook = model.teacher.decode_head.register_forward_hook(lambda *args: calls.append(1))
+    losses = model(**data, mode='loss')
+    hook.remove()
+    assert 'loss_dist_aux' in losses and calls == [1]  # the decode head runs once
+    s_rows, t_rows, weight = model.loss_aux.calls[0]
+    with torch.no_grad():
+        t_logits = model.teacher.decode_head(model.teacher.extract_feat(data['inputs']))
+    torch.testing.assert_close(t_rows, dense_to_rows(t_logits))
+
+
+def test_student_without_auxiliary_head_and_loss_aux_is_an_error(seg, transformer_configs):
+    """SegFormer student (no auxiliary head) with a CNN teacher that has one: loss_aux
+    must be None; with None the teacher's auxiliary head is not run."""
+    config = transformer_configs[SEGFORMER_SEGFORMER]['config']
+    with pytest.raises(ValueError, match=r'^model.loss_aux: model.student.auxiliary_head is '
+                       'missing'):
+        build(config, teacher_cfg=seg['teacher_cfg'], teacher_ckpt=RANDOM_TEACHER,
+              loss_aux=dict(type='mmdist.DISTLoss'))
+    model, cfg = build(config, teacher_cfg=seg['teacher_cfg'], teacher_ckpt=RANDOM_TEACHER)
+    assert model.teacher.with_auxiliary_head and model.loss_aux is None
+    calls = []
+    hook = model.teacher.auxiliary_head.register_forward_hook(lambda *args: calls.append(1))
+    losses = model(**batch(model, cfg), mode='loss')
+    hook.remove()
+    assert set(k for k in losses if k.startswith('loss_dist')) == {'loss_dist_decode'}
+    assert calls == []
+
+
+def test_undistilled_student_auxiliary_head_is_logged(seg, monkeypatch):
+    messages = []
+    monkeypatch.setattr(segmentation_distiller, 'print_log',
+                        lambda message, *args, **kwargs: messages.append(message))
+    build(seg['config'], loss_aux=None)
+    assert any(m.startswith('model.loss_aux is None: the student\'s auxiliary head is '
+                            'trained by its own loss only') for m in messages)
+    messages.clear()
+    build(seg['config'])
+    assert not any('model.loss_aux' in m for m in messages)
+
+
+def test_segformer_student_ignore_mask_at_its_resolution(transformer_configs):
+    """A SegFormer student's rows are pixels at 1/4 (8 x 16 here); its weights are the
+    labels picked there (nearest) != 255."""
+    model, cfg = build(transformer_configs[SEGFORMER_SEGFORMER]['config'])
+    model.loss_decode = Spy()
+    data = batch(model, cfg)
+    model(**data, mode='loss')
+    s_rows, t_rows, weight = model.loss_decode.calls[0]
+    labels = np.stack([s.gt_sem_seg.data[0].numpy() for s in data['data_samples']])
+    picked = labels[:, ::4][:, :, ::4]  # (np.arange(8) * 32) // 8 = 4 i
+    assert s_rows.shape == t_rows.shape == (2 * 8 * 16, 19)
+    np.testing.assert_array_equal(weight.numpy(), (picked != 255).reshape(-1))
+
+
+def test_mask2former_student_is_refused(transformer_configs):
+    paths = transformer_configs[MASK2FORMER_PSPNET]
+    cfg = Config.fromfile(paths['config'])
+    cfg.model.student = Config.fromfile(paths['teacher_cfg']).model  # a tiny Mask2Former
+    cfg.model.loss_aux = None
+    with pytest.raises(TypeError, match=r'^model.student.decode_head: Mask2FormerHead is '
+                       'supported as a teacher only'):
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            MODELS.build(cfg.model)

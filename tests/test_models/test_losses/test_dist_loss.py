@@ -73,6 +73,21 @@ def test_matches_scipy_reference(shape, activation, tau):
     assert loss(z_s, z_t).item() == pytest.approx(2.0 * expected, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize('tau', [1.0, 2.0])
+def test_teacher_given_as_log_probabilities(tau):
+    """Teacher probabilities p (here unnormalised scores, like Mask2Former's semantic map)
+    passed as log p: the loss compares with p**(1/tau) / sum, no second softmax of p."""
+    gen = torch.Generator().manual_seed(3)
+    z_s = torch.randn(40, 6, generator=gen, dtype=torch.float64) * 2
+    scores = torch.rand(40, 6, generator=gen, dtype=torch.float64) * 0.9 + 1e-3
+    p_s = special.softmax(z_s.numpy() / tau, axis=1)
+    p_t = scores.numpy()**(1 / tau) / (scores.numpy()**(1 / tau)).sum(1, keepdims=True)
+    inter = 1 - np.mean([pearson_eps(a, b) for a, b in zip(p_s, p_t)])
+    intra = 1 - np.mean([pearson_eps(a, b) for a, b in zip(p_s.T, p_t.T)])
+    loss = dist_loss(z_s, scores.log(), tau=tau)
+    assert loss.item() == pytest.approx(tau**2 * (inter + intra), rel=1e-10)
+
+
 def test_inter_and_intra_terms_separately():
     gen = torch.Generator().manual_seed(1)
     z_s, z_t = torch.randn(20, 6, generator=gen), torch.randn(20, 6, generator=gen)

@@ -1,0 +1,33 @@
+# DINO student on the demo data, trained alone (the baseline of the DETR-family
+# measurement): a ResNet-18 of base width 16, ChannelMapper to 3 levels, 1 encoder and 2
+# decoder layers of 256 channels (DINO's decoder fixes embed_dims to 256), FFNs of 256,
+# 50 queries, 20 denoising queries. The distilled students inherit this file unchanged.
+_base_ = ['./det_dino_base.py']
+
+width = 16
+levels = 3
+embed_dims = 256
+ffn = 256
+model = dict(
+    num_queries=50,
+    num_feature_levels=levels,
+    backbone=dict(
+        _delete_=True, type='ResNet', depth=18, base_channels=width, num_stages=4,
+        out_indices=(1, 2, 3), frozen_stages=-1, norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False, style='pytorch', init_cfg=None),  # init_cfg=None: no pretrained weights
+    neck=dict(in_channels=[width * 2, width * 4, width * 8], num_outs=levels),
+    encoder=dict(num_layers=1, layer_cfg=dict(self_attn_cfg=dict(num_levels=levels),
+                                              ffn_cfg=dict(feedforward_channels=ffn))),
+    decoder=dict(num_layers=2, layer_cfg=dict(cross_attn_cfg=dict(num_levels=levels),
+                                              ffn_cfg=dict(feedforward_channels=ffn))),
+    dn_cfg=dict(group_cfg=dict(num_dn_queries=20)),
+    test_cfg=dict(max_per_img=50))
+
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min_ratio=0.01, by_epoch=True,
+         begin=0, end=max_epochs, convert_to_iter_based=True),
+]
+default_hooks = dict(checkpoint=dict(interval=max_epochs))
