@@ -22,8 +22,9 @@ OFFICIAL = {'student_dist.py': ('mmdist.DISTLoss', 1.0, 2.0, 1.0),
 def test_methods_follow_the_official_recipe(task):
     ladder = TASKS[task]
     student = Config.fromfile(ladder.config(ladder.student)).model
-    assert sorted(m.config for m in ladder.methods) == sorted(OFFICIAL)
-    for method in ladder.methods:
+    official = [m for m in ladder.methods if m.name != 'dist_w1']
+    assert sorted(m.config for m in official) == sorted(OFFICIAL)
+    for method in official:
         model = Config.fromfile(ladder.config(method.config)).model
         loss_type, tau, weight, ce_weight = OFFICIAL[method.config]
         assert model.type == 'mmdist.ClassificationDistiller'
@@ -39,6 +40,16 @@ def test_methods_follow_the_official_recipe(task):
         alone = student.to_dict()
         alone['head']['loss'].pop('loss_weight', None)
         assert wrapped == alone, method.config
+
+
+def test_dist_weight_1_differs_from_dist_in_the_weight_only():
+    ladder = TASKS['cls']
+    assert [m.name for m in ladder.methods][-2:] == ['dist_w1', 'dist']
+    weight_1, weight_2 = (Config.fromfile(ladder.config(m.config)).model.to_dict()
+                          for m in ladder.methods[-2:])
+    assert (weight_1['loss_cls'].pop('loss_weight'),
+            weight_2['loss_cls'].pop('loss_weight')) == (1.0, 2.0)
+    assert weight_1 == weight_2
 
 
 def _network(cfg: Config) -> tuple:

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from projects.teacher_ladder.teacher_ladder.ladder import CLASSIFICATION
+from projects.teacher_ladder.teacher_ladder.report import shared_note
 from projects.teacher_ladder.teacher_ladder.runs import RunResult
 from projects.teacher_ladder.teacher_ladder.study import TaskRuns
 from projects.teacher_ladder.teacher_ladder.summary import findings, summarize, table_lines
@@ -120,3 +121,12 @@ def test_nothing_finished_gives_dashes(runs):
     assert row[3:] == ['-'] * 6
     kl_row = [c.strip() for c in table_lines(summary, METHODS)[17].strip('|').split('|')]
     assert kl_row[2:] == ['0.91 ± 0.01', '-', '-', '-']
+
+
+def test_the_report_says_other_jobs_shared_the_cores_only_when_the_load_says_so():
+    quiet = dict(start=[0.8, 1.0, 1.0], end=[2.0, 2.0, 2.0])
+    assert shared_note(quiet, jobs=2) == ''
+    for busy in (dict(start=[3.5, 1.0, 1.0], end=[2.0, 2.0, 2.0]),
+                 dict(start=[0.8, 1.0, 1.0], end=[4.2, 2.0, 2.0])):
+        assert 'other jobs shared the cores' in shared_note(busy, jobs=2)
+    assert shared_note(dict(start=[2.5, 1.0, 1.0], end=[0.5, 1.0, 1.0]), jobs=1) != ''
