@@ -130,3 +130,11 @@ def test_the_report_says_other_jobs_shared_the_cores_only_when_the_load_says_so(
                  dict(start=[0.8, 1.0, 1.0], end=[4.2, 2.0, 2.0])):
         assert 'other jobs shared the cores' in shared_note(busy, jobs=2)
     assert shared_note(dict(start=[2.5, 1.0, 1.0], end=[0.5, 1.0, 1.0]), jobs=1) != ''
+
+
+def test_every_method_of_every_ladder_has_a_colour_of_its_own():
+    from projects.teacher_ladder.teacher_ladder.ladder import TASKS
+    from projects.teacher_ladder.teacher_ladder.plot import COLORS
+    names = {'student'} | {m.name for task in TASKS.values() for m in task.methods}
+    assert names <= set(COLORS)
+    assert len({COLORS[n] for n in names}) == len(names)

@@ -5,7 +5,7 @@ teacher-student top-1 / pixel agreement against the teacher's accuracy."""
 from typing import Dict, Sequence
 
 COLORS = {'student': '#1f77b4', 'kd_tau4': '#ff7f0e', 'kd_tau1': '#d62728',
-          'dist': '#2ca02c'}
+          'dist_w1': '#9467bd', 'dist': '#2ca02c'}
 
 
 def plot_summaries(path: str, summaries: Dict[str, Dict], titles: Dict[str, str],
