@@ -26,15 +26,21 @@ from mmdist.utils.cpu_determinism import (NO_PIN_HELP, NO_PIN_OPTION,  # noqa: E
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Estimate the cost of a full teacher '
                                      'ladder study from short runs')
-    parser.add_argument('--task', choices=['cls', 'seg'], default='seg')
+    parser.add_argument('--task', choices=['cls', 'cls_paper', 'seg'], default='seg')
     parser.add_argument('--length', type=int, default=None,
                         help='length of each short run in the configs\' unit (default: 1 '
-                        'epoch for cls, 40 iterations for seg)')
+                        'epoch for cls and cls_paper, 40 iterations for seg)')
     parser.add_argument('--seeds', type=int, default=3, help='seeds of the full study')
     parser.add_argument('--work-dir', default='work_dirs/teacher_ladder_cost')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument(NO_PIN_OPTION, dest='pin_cpu', action='store_false', help=NO_PIN_HELP)
     return parser.parse_args(argv)
+
+
+def default_length(task: str) -> int:
+    """Length of a short run of ``task``: 40 iterations (segmentation), one epoch
+    (classification ladders, whose schedules are in epochs)."""
+    return 40 if task == 'seg' else 1
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
@@ -47,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     from projects.teacher_ladder.teacher_ladder.ladder import TASKS
 
     task = TASKS[args.task]
-    length = args.length or (1 if args.task == 'cls' else 40)
+    length = args.length or default_length(args.task)
     work_dir = osp.abspath(args.work_dir)
     for path in (work_dir, REPO_ROOT):  # paths travel as --cfg-options, which drop spaces
         if any(c.isspace() for c in path):

@@ -20,7 +20,7 @@ from mmengine.config import Config
 from .data import prepare_data
 from .ladder import LadderTask
 from .report import makespan
-from .runs import RunResult, load_cached, run_key, store, train_and_test
+from .runs import train_or_reuse
 
 
 def full_iterations(config: str, train_images: int) -> int:
@@ -48,15 +48,8 @@ def measure(task: LadderTask, work_dir: str, seeds: int, length: int, console,
 
     def run(name: str, config: str, extra: List[str] = (), teacher_key: str = '') -> Dict:
         """Train ``config`` briefly (or reuse the finished short run with the same key)."""
-        key = run_key(config, short, fingerprint, 0, cpu, teacher_key)
-        folder = osp.join(root, 'cost', f'{name.replace(" ", "_")}-{key}')
-        out = load_cached(folder, key)
-        if out is None:
-            result = train_and_test(config, folder, data + short + list(extra))
-            out = RunResult(role=name, teacher=None, seed=0, key=key, config=config,
-                            work_dir=folder, **result)
-            store(out)
-        out = out.to_json()
+        out = train_or_reuse(name, config, osp.join(root, 'cost'), data + short + list(extra),
+                             short, fingerprint, cpu, 0, teacher_key).to_json()
         iters = full_iterations(config, train_images)
         per_iteration = (out['train_cpu_seconds'] - out['build_cpu_seconds']) / out['iterations']
         row = dict(name=name, config=osp.basename(config), short_iterations=out['iterations'],

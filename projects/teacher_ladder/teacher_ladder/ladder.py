@@ -4,8 +4,9 @@ the distillation methods, each a config file in ``projects/teacher_ladder/config
 
 Every student run - alone, KD (tau 4), KD (tau 1), DIST - is the same student config
 with the same schedule, data and seed; the methods differ only in the distiller's
-``loss_cls`` / ``loss_decode`` + ``loss_aux``. The teachers differ in width, depth and
-schedule length and are trained once (seed 0) each.
+``loss_cls`` / ``loss_decode`` + ``loss_aux`` (and, for KD, the student's cross-entropy
+weight, as the official recipe). The teachers differ in width, depth, schedule length and
+(``cls_paper``) training recipe and are trained once (seed 0) each.
 """
 import os.path as osp
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ class LadderTask:
     tiny_length: int
 
     def config(self, name: str) -> str:
-        """Absolute path of ``configs/<task>/<name>``."""
-        path = osp.join(CONFIG_DIR, self.name, name)
+        """Absolute path of ``configs/<task>/<name>`` (``name`` may lead into another
+        task's folder: ``../cls/...``)."""
+        path = osp.normpath(osp.join(CONFIG_DIR, self.name, name))
         if not osp.isfile(path):
             raise FileNotFoundError(f'teacher-ladder config {path!r} does not exist')
         return path
@@ -115,10 +117,18 @@ class SegmentationTask(LadderTask):
 
 #: The paper's KD baseline (tau 4), KD at the tau mmdist's configs use elsewhere (the
 #: demo and faithfulness-study KD configs: tau 1), and DIST (mmdist.DISTLoss defaults,
-#: tau 1), all with loss weight 1 on top of the student's own loss.
+#: tau 1). Classification weights as the official ImageNet recipe (configs/dist_cls/):
+#: DIST 2 on top of the cross-entropy at 1; KD (both tau) 1 on top of the cross-entropy at
+#: 0.9. Segmentation: 1 on the decode and 0.4 on the auxiliary logits (configs/dist_seg/).
 METHODS = (Method('kd_tau4', 'KD (τ=4)', 'student_kd_tau4.py'),
            Method('kd_tau1', 'KD (τ=1)', 'student_kd_tau1.py'),
            Method('dist', 'DIST', 'student_dist.py'))
+
+#: The wide-gap ladder also runs DIST at weight 1 (its setting before it followed the
+#: official recipe), next to weight 2 on the same teachers and seeds: the weight's effect
+#: alone. Before DIST, so that DIST (the last method) stays the pairing tests' config.
+METHODS_WITH_DIST_WEIGHT_1 = METHODS[:2] + (
+    Method('dist_w1', 'DIST (weight 1)', 'student_dist_w1.py'), METHODS[2])
 
 CLASSIFICATION = ClassificationTask(
     name='cls',
@@ -133,13 +143,42 @@ CLASSIFICATION = ClassificationTask(
                 'ResNet-18, base width 32, 30 epochs'),
         Teacher('R50-w32', 'teacher_r50_w32.py', 'ResNet-50, base width 32, 30 epochs'),
     ),
-    methods=METHODS,
+    methods=METHODS_WITH_DIST_WEIGHT_1,
     # Random colours (the shape alone tells the class), stripes, strokes and up to two
     # small shapes of other classes per image.
     data=dict(train_per_class=500, val_per_class=200, image_size=(32, 32),
               object_size=(10, 28), texture=25.0, distractors=3, clutter=2),
     tiny_data=dict(train_per_class=2, val_per_class=1, image_size=(32, 32),
                    object_size=(10, 28), texture=25.0, distractors=3, clutter=2),
+    tiny_length=1)
+
+#: The paper's regime (Huang et al., Table 1: ResNet-18 at 69.8 % against teachers 3.5 to
+#: 8.5 points better, and "stronger strategy" teachers: the same architectures trained with
+#: a better recipe): a student a few points below every teacher, and two architectures each
+#: trained with the plain recipe and with a stronger one (twice the schedule, label
+#: smoothing, stronger augmentation). Chosen from pilot runs of the student and teachers
+#: alone, before any distillation (docs/teacher_ladder.md). The plain teachers are the
+#: wide-gap ladder's 30-epoch configs. Same data as CLASSIFICATION.
+CLASSIFICATION_PAPER = ClassificationTask(
+    name='cls_paper',
+    title='classification, the paper\'s regime: teachers a few points above the student '
+          '(top-1, %)',
+    metric='accuracy/top1',
+    metric_label='top-1',
+    student='student.py',
+    teachers=(
+        Teacher('R18-w32', '../cls/teacher_r18_w32_long.py',
+                'ResNet-18, base width 32, plain recipe, 30 epochs'),
+        Teacher('R50-w32', '../cls/teacher_r50_w32.py',
+                'ResNet-50, base width 32, plain recipe, 30 epochs'),
+        Teacher('R18-w32-strong', 'teacher_r18_w32_strong.py',
+                'ResNet-18, base width 32, stronger recipe, 60 epochs'),
+        Teacher('R50-w32-strong', 'teacher_r50_w32_strong.py',
+                'ResNet-50, base width 32, stronger recipe, 60 epochs'),
+    ),
+    methods=METHODS,
+    data=CLASSIFICATION.data,
+    tiny_data=CLASSIFICATION.tiny_data,
     tiny_length=1)
 
 SEGMENTATION = SegmentationTask(
@@ -162,4 +201,5 @@ SEGMENTATION = SegmentationTask(
                    object_size=(6, 40), texture=25.0, distractors=4, color_noise=60.0),
     tiny_length=1)
 
-TASKS: Dict[str, LadderTask] = {task.name: task for task in (CLASSIFICATION, SEGMENTATION)}
+TASKS: Dict[str, LadderTask] = {
+    task.name: task for task in (CLASSIFICATION, CLASSIFICATION_PAPER, SEGMENTATION)}

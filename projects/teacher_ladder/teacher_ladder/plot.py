@@ -5,7 +5,7 @@ teacher-student top-1 / pixel agreement against the teacher's accuracy."""
 from typing import Dict, Sequence
 
 COLORS = {'student': '#1f77b4', 'kd_tau4': '#ff7f0e', 'kd_tau1': '#d62728',
-          'dist': '#2ca02c'}
+          'dist_w1': '#9467bd', 'dist': '#2ca02c'}
 
 
 def plot_summaries(path: str, summaries: Dict[str, Dict], titles: Dict[str, str],
@@ -46,8 +46,8 @@ def plot_summaries(path: str, summaries: Dict[str, Dict], titles: Dict[str, str]
         gain_ax.set_title(f'{titles[name]}\ngain over the student alone', fontsize=9)
         agree_ax.set_xlabel(f'teacher {label} (%)')
         agree_ax.set_ylabel('teacher–student agreement (%)')
-        agree_ax.set_title('top-1 agreement with the teacher' if name == 'cls' else
-                           'pixel agreement with the teacher', fontsize=9)
+        agree_ax.set_title('pixel agreement with the teacher' if label == 'mIoU' else
+                           f'{label} agreement with the teacher', fontsize=9)
         for ax in (gain_ax, agree_ax):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

@@ -83,6 +83,14 @@ def _run_lines(runs: TaskRuns) -> List[str]:
     return lines
 
 
+def shared_note(load: Dict[str, List[float]], jobs: int) -> str:
+    """What the 1-minute load average says about other jobs: a note when it was above
+    ``jobs`` (the study's own runs) by more than one at the start or the end."""
+    if max(load['start'][0], load['end'][0]) > jobs + 1:
+        return ' (above the number of runs at a time: other jobs shared the cores)'
+    return ''
+
+
 def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
                   wall_seconds: float, tiny: bool, load: Dict[str, List[float]], cpu: str,
                   jobs: int = 1, plot: bool = True) -> Dict[str, str]:
@@ -122,8 +130,8 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
              f'Command: `{command}`' + (' (--tiny: the numbers mean nothing)' if tiny else ''),
              '', f'Date: {date}. Machine: {machine()}; {jobs} run(s) at a time. Wall time: '
              f'{_minutes(wall_seconds)}. Load average (1 min) at start '
-             f'{load["start"][0]:.2f}, at end {load["end"][0]:.2f} (above the number of '
-             'runs at a time: other jobs shared the cores).', '', cpu, '']
+             f'{load["start"][0]:.2f}, at end {load["end"][0]:.2f}'
+             f'{shared_note(load, jobs)}.', '', cpu, '']
     reused = sum(r.cached for runs in all_runs for r in _every(runs))
     if reused:
         lines += [f'{reused} run(s) were reused from an earlier call (marked in the runs '
@@ -148,7 +156,10 @@ def write_outputs(work_dir: str, all_runs: Sequence[TaskRuns], command: str,
                   'student minus the student alone with the same seed; mean ± sample '
                   'standard deviation over seeds. Agreement: the share of held-out images '
                   '(pixels, for segmentation) where student and teacher predict the same '
-                  'class (`faith/agreement` under `mmdist.PairedTestLoop`).', '']
+                  'class (`faith/agreement` under `mmdist.PairedTestLoop`). KL(t‖s): '
+                  'KL(teacher ‖ student) of the predicted class distributions, in nats, '
+                  'averaged over held-out images (pixels) (`faith/kl_teacher_student`).',
+                  '']
         lines += [f'- {line}' for line in findings(summary, methods)]
         lines += ['', '<details><summary>runs</summary>', '', *_run_lines(runs), '',
                   '</details>', '']

@@ -208,6 +208,29 @@ def train_and_test(config: str, work_dir: str, options: Sequence[str]) -> Dict:
                 iterations=iterations, num_params=num_params)
 
 
+def train_or_reuse(role: str, config: str, parent: str, options: Sequence[str],
+                   key_options: Sequence[str], data_fingerprint: str, cpu: Dict,
+                   seed: int = 0, teacher_key: str = '') -> RunResult:
+    """Train ``config`` alone into ``<parent>/<role>-<key>`` (and test it), unless the
+    finished run with the same key is there; the run, as stored.
+
+    Args:
+        role: the run's name (spaces become ``_`` in its folder name).
+        options: every ``--cfg-options`` of the run (data paths, schedule, teacher).
+        key_options: the options that decide the result (not the paths), for the key.
+        data_fingerprint, cpu, seed, teacher_key: as :func:`run_key`.
+    """
+    key = run_key(config, key_options, data_fingerprint, seed, cpu, teacher_key)
+    work_dir = osp.join(parent, f'{role.replace(" ", "_")}-{key}')
+    cached = load_cached(work_dir, key)
+    if cached is not None:
+        return cached
+    result = RunResult(role=role, teacher=None, seed=seed, key=key, config=config,
+                       work_dir=work_dir, **train_and_test(config, work_dir, options))
+    store(result)
+    return result
+
+
 def as_distiller_checkpoint(checkpoint: str, path: str) -> str:
     """Write the plain student ``checkpoint``'s weights as a distiller's (``student.``
     prefix), so that a distiller config can test it next to a teacher."""

@@ -11,6 +11,7 @@ import numpy as np
 from .study import TaskRuns
 
 AGREEMENT = 'faith/agreement'
+KL = 'faith/kl_teacher_student'
 
 
 def spread(values: Sequence[float]) -> Dict:
@@ -28,8 +29,13 @@ def _agreement(metrics: Dict[str, float]) -> float:
     return 100.0 * metrics[AGREEMENT] if AGREEMENT in metrics else math.nan
 
 
+def _kl(metrics: Dict[str, float]) -> float:
+    return metrics.get(KL, math.nan)
+
+
 def summarize(runs: TaskRuns) -> Dict:
-    """The study's numbers (percent) per teacher, in ladder order."""
+    """The study's numbers per teacher, in ladder order: accuracy, gain and agreement in
+    percent, KL(teacher || student) in nats (per image or pixel)."""
     task = runs.task
     students = {seed: run for seed, run in sorted(runs.students.items())}
     alone = {seed: run.metrics[task.metric] for seed, run in students.items()}
@@ -42,7 +48,8 @@ def summarize(runs: TaskRuns) -> Dict:
                   if teacher.name in s.paired]
         methods = {'student': dict(label='student alone',
                                    accuracy=spread(alone.values()),
-                                   agreement=spread([_agreement(m) for m in paired]))}
+                                   agreement=spread([_agreement(m) for m in paired]),
+                                   kl=spread([_kl(m) for m in paired]))}
         for method in task.methods:
             done = [r for seed in runs.seeds
                     if (r := runs.find(method.name, teacher.name, seed)) is not None]
@@ -52,7 +59,8 @@ def summarize(runs: TaskRuns) -> Dict:
                 accuracy=spread([r.metrics[task.metric] for r in done]),
                 gain=spread([r.metrics[task.metric] - alone[r.seed] for r in done
                              if r.seed in alone]),
-                agreement=spread([_agreement(r.metrics) for r in done]))
+                agreement=spread([_agreement(r.metrics) for r in done]),
+                kl=spread([_kl(r.metrics) for r in done]))
         teachers.append(dict(name=teacher.name, description=teacher.description,
                              accuracy=run.metrics[task.metric], num_params=run.num_params,
                              iterations=run.iterations, train_seconds=run.train_seconds,
@@ -65,28 +73,33 @@ def summarize(runs: TaskRuns) -> Dict:
                 teachers=teachers)
 
 
-def fmt(value: float, sign: bool = False) -> str:
-    """One decimal (``+`` shown with ``sign``); NaN as ``-``."""
+def fmt(value: float, sign: bool = False, digits: int = 1) -> str:
+    """``digits`` decimals (``+`` shown with ``sign``); NaN as ``-``."""
     if value is None or math.isnan(value):
         return '-'
-    return f'{value:+.1f}' if sign else f'{value:.1f}'
+    return f'{value:+.{digits}f}' if sign else f'{value:.{digits}f}'
 
 
-def fmt_spread(stats: Dict, sign: bool = False) -> str:
+def fmt_spread(stats: Dict, sign: bool = False, digits: int = 1) -> str:
     """``mean ± std`` over seeds (just the value for one seed; ``-`` for none)."""
     if not stats['n']:
         return '-'
     if stats['n'] == 1:
-        return fmt(stats['mean'], sign)
-    return f'{fmt(stats["mean"], sign)} ± {stats["std"]:.1f}'
+        return fmt(stats['mean'], sign, digits)
+    return f'{fmt(stats["mean"], sign, digits)} ± {stats["std"]:.{digits}f}'
 
 
 def _params(num: Optional[int]) -> str:
     return '-' if num is None else f'{num / 1e6:.2f}M'
 
 
+#: The per-method tables after the accuracy table: (summary key, column prefix, decimals).
+PER_METHOD_TABLES = (('agreement', 'agreement', 1), ('kl', 'KL(t‖s)', 2))
+
+
 def table_lines(summary: Dict, method_names: Sequence[str]) -> List[str]:
-    """Two markdown tables: accuracy and gain per method; agreement per method."""
+    """Three markdown tables: accuracy and gain per method; agreement with the teacher
+    per method (the student alone too); KL(teacher || student) likewise."""
     label = summary['metric_label']
     first = summary['teachers'][0]['methods'] if summary['teachers'] else {}
     names = [n for n in method_names if n in first]
@@ -100,15 +113,15 @@ def table_lines(summary: Dict, method_names: Sequence[str]) -> List[str]:
             cells += [fmt_spread(row['methods'][name]['accuracy']),
                       fmt_spread(row['methods'][name]['gain'], sign=True)]
         lines.append('| ' + ' | '.join(cells) + ' |')
-    lines.append('')
-    head = ['teacher', f'teacher {label}', 'agreement: student alone'] + [
-        f'agreement: {first[name]["label"]}' for name in names]
-    lines += ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
-    for row in summary['teachers']:
-        cells = [row['name'], fmt(row['accuracy']),
-                 fmt_spread(row['methods']['student']['agreement'])]
-        cells += [fmt_spread(row['methods'][name]['agreement']) for name in names]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+    labels = dict(student='student alone', **{n: first[n]['label'] for n in names})
+    for key, prefix, digits in PER_METHOD_TABLES:
+        head = ['teacher', f'teacher {label}'] + [f'{prefix}: {text}'
+                                                  for text in labels.values()]
+        lines += ['', '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+        for row in summary['teachers']:
+            cells = [row['name'], fmt(row['accuracy'])] + [
+                fmt_spread(row['methods'][name][key], digits=digits) for name in labels]
+            lines.append('| ' + ' | '.join(cells) + ' |')
     return lines
 
 
@@ -119,8 +132,11 @@ def findings(summary: Dict, method_names: Sequence[str]) -> List[str]:
     if len(rows) < 2:
         return []
     weak, strong = rows[0], rows[-1]
+    alone = summary['student']['accuracy']['mean']
     lines = [f'Teachers by measured {summary["metric_label"]}: ' + ', '.join(
-        f'{r["name"]} {fmt(r["accuracy"])}' for r in rows) + '.']
+        f'{r["name"]} {fmt(r["accuracy"])}' for r in rows) +
+        f'; minus the student alone ({fmt(alone)}): ' + ', '.join(
+        fmt(r['accuracy'] - alone, sign=True) for r in rows) + ' points.']
     for name in method_names:
         if name not in weak['methods']:
             continue

@@ -1,9 +1,11 @@
-# Teacher ladder, classification: the student + DIST (mmdist.DISTLoss defaults: tau 1,
-# equal inter/intra weights; configs/dist_cls/dist_resnet34_resnet18_8xb32_in1k.py).
-# student.py wrapped in mmdist.ClassificationDistiller (distillation loss with weight 1.0
-# on top of the student's cross-entropy, as configs/dist_cls/*.py), tested next to its
-# teacher (mmdist.PairedTestLoop: top-1 and the study's mmdist.ClsAgreementMetric).
-# run_study.py sets model.teacher_cfg and model.teacher_ckpt to each teacher in turn.
+# Teacher ladder, classification: the student + DIST with the official ImageNet recipe
+# (hunto/image_classification_sota configs/strategies/distill/resnet_dist.yaml:
+# DIST(beta=1, gamma=1, tau=1), `ori_loss_weight: 1.`, `kd_loss_weight: 2.`; as
+# configs/dist_cls/dist_resnet34_resnet18_8xb32_in1k.py): student.py wrapped in
+# mmdist.ClassificationDistiller, DIST with weight 2 on top of the student's cross-entropy
+# (weight 1), tested next to its teacher (mmdist.PairedTestLoop: top-1 and the study's
+# mmdist.ClsAgreementMetric). run_study.py sets model.teacher_cfg and model.teacher_ckpt
+# to each teacher in turn. The KD configs inherit this file and change the loss.
 _base_ = ['./student.py']
 custom_imports = dict(
     imports=['mmdist', 'projects.teacher_ladder.teacher_ladder.metrics'],
@@ -16,6 +18,6 @@ model = dict(
     teacher_cfg='{{ fileDirname }}/teacher_r18_w16.py',
     teacher_ckpt='work_dirs/teacher_ladder/cls/teacher.pth',
     loss_cls=dict(type='mmdist.DISTLoss', tau=1.0, inter_loss_weight=1.0,
-                  intra_loss_weight=1.0, loss_weight=1.0))
+                  intra_loss_weight=1.0, loss_weight=2.0))
 test_cfg = dict(type='mmdist.PairedTestLoop')
 test_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='mmdist.ClsAgreementMetric')]
