@@ -74,5 +74,7 @@ TABLES: Dict[str, Table] = {t.name: t for t in (
     Table('cross', 'heterogeneous pairs: RTMDet student alone vs cross-head and direct DIST',
           ('retinanet', 'yolox'), ('rtmdet', 'retina_cross', 'yolox_cross', 'yolox_direct')),
     Table('detr', 'DINO student alone vs DIST and KD on Hungarian-matched queries',
-          ('dino', ), ('dino', 'dino_dist', 'dino_kd', 'dino_dist_box')),
+          ('dino', ), ('dino', 'dino_dist', 'dino_kd')),
+    Table('detr_box', 'DINO student alone vs DIST without and with box terms (L1 + GIoU to '
+          'the teacher\'s boxes)', ('dino', ), ('dino', 'dino_dist', 'dino_dist_box')),
 )}

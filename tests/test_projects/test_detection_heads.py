@@ -66,3 +66,18 @@ def test_finished_runs_are_kept(tiny, monkeypatch):
         again = json.load(f)
     for name, runs in tiny['results']['students'].items():
         assert again['students'][name]['0']['metrics'] == runs['0']['metrics']
+
+
+def test_every_table_starts_with_its_baseline_and_names_its_teachers():
+    from demo.paths import demo_config
+    from projects.detection_heads.experiments import RUNS, TABLES, TEACHERS
+    for table in TABLES.values():
+        runs = [RUNS[name] for name in table.runs]
+        assert runs[0].teacher is None, table.name  # the student alone, the Δ reference
+        assert {r.teacher for r in runs[1:]} <= set(table.teachers), table.name
+        assert set(table.teachers) <= set(TEACHERS), table.name
+        for run in runs:
+            demo_config(run.config)  # raises if the config does not exist
+    # The DETR-family tables: DIST and KD on the same matched queries; box terms apart.
+    assert TABLES['detr'].runs == ('dino', 'dino_dist', 'dino_kd')
+    assert TABLES['detr_box'].runs == ('dino', 'dino_dist', 'dino_dist_box')
