@@ -4,7 +4,6 @@ classification ladders: ``cls`` and ``cls_paper``), one seed: every run trained 
 (distilled students and the student alone next to their teacher), the printed and the
 markdown tables equal to the numbers in results.json, and a second call reusing every
 finished run. Several seeds (mean ± std cells): test_teacher_ladder_summary.py."""
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -12,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from demo.paths import ROOT as REPO
+from projects.teacher_ladder import run_study
 
 SEEDS = [0]
 TASKS = ['cls', 'cls_paper']
@@ -22,18 +21,10 @@ METHODS = {'cls': ['kd_tau4', 'kd_tau1', 'dist_w1', 'dist'],
            'cls_paper': ['kd_tau4', 'kd_tau1', 'dist']}
 
 
-def _load_script():
-    path = osp.join(REPO, 'projects', 'teacher_ladder', 'run_study.py')
-    spec = importlib.util.spec_from_file_location('teacher_ladder_run_study', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('ladder'))
-    script = _load_script()
+    script = run_study
     capture = tmp_path_factory.mktemp('out') / 'stdout.txt'
     with open(capture, 'w', encoding='utf-8') as terminal:
         import contextlib

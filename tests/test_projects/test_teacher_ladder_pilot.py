@@ -2,27 +2,17 @@
 """projects/teacher_ladder/pilot.py --tiny: the paper-regime ladder's student and teachers
 trained alone (no distillation), each listed with the accuracy its run stored, and a
 second call reusing the runs."""
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import pytest
 
-from demo.paths import ROOT as REPO
+from projects.teacher_ladder import pilot
 from projects.teacher_ladder.teacher_ladder.ladder import TASKS
 
 
-def _load_pilot():
-    path = osp.join(REPO, 'projects', 'teacher_ladder', 'pilot.py')
-    spec = importlib.util.spec_from_file_location('teacher_ladder_pilot', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_pilot_trains_the_ladder_alone_and_reuses_runs(tmp_path):
-    pilot = _load_pilot()
     task = TASKS['cls_paper']
     argv = ['--task', 'cls_paper', '--tiny', '--work-dir', str(tmp_path)]
     rows = pilot.main(argv)

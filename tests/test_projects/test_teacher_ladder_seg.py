@@ -6,12 +6,14 @@ of results.json."""
 import json
 
 import pytest
-from test_teacher_ladder import _load_script, check_tables
+from test_teacher_ladder import check_tables
+
+from projects.teacher_ladder import run_study
 
 
 @pytest.fixture(scope='module')
 def tiny_seg(tmp_path_factory):
-    paths = _load_script().main(['--task', 'seg', '--tiny', '--seeds', '0', '--work-dir',
+    paths = run_study.main(['--task', 'seg', '--tiny', '--seeds', '0', '--work-dir',
                                  str(tmp_path_factory.mktemp('ladder_seg'))])
     with open(paths['results'], encoding='utf-8') as f:
         results = json.load(f)
